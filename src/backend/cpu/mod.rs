@@ -1,0 +1,3 @@
+//! The CPU backend (placeholder).
+pub mod conv;
+pub mod gemm;

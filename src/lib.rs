@@ -1,0 +1,10 @@
+//! ssvae
+pub mod backend;
+pub mod device;
+pub mod error;
+pub mod rng;
+pub mod shape;
+
+pub use device::Device;
+pub use error::{Error, Result};
+pub use shape::Shape;
