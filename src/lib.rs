@@ -1,10 +1,18 @@
 //! ssvae
+pub mod autograd;
 pub mod backend;
 pub mod device;
 pub mod error;
+pub mod nn;
+pub mod ops;
+pub mod optim;
 pub mod rng;
 pub mod shape;
+pub mod storage;
+pub mod tensor;
 
+pub use autograd::{no_grad, GradStore};
 pub use device::Device;
 pub use error::{Error, Result};
 pub use shape::Shape;
+pub use tensor::{Tensor, TensorId};

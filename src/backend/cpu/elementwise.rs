@@ -143,7 +143,7 @@ pub fn binary(
     rd: &[usize],
     od: &[usize],
 ) -> Vec<f32> {
-    if ld == rd {
+    if ld == od && rd == od {
         return match op {
             BinaryOp::Add => zip_map(lhs, rhs, |a, b| a + b),
             BinaryOp::Sub => zip_map(lhs, rhs, |a, b| a - b),
