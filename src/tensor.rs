@@ -164,7 +164,7 @@ impl Tensor {
     }
     /// A tensor from little-endian f32 bytes (a zero-copy view through bytemuck when aligned).
     pub fn from_le_bytes(bytes: &[u8], shape: impl Into<Shape>, device: Device) -> Result<Tensor> {
-        if bytes.len() % 4 != 0 {
+        if !bytes.len().is_multiple_of(4) {
             return Err(Error::invalid(
                 "from_le_bytes",
                 format!("{} bytes is not a whole number of f32", bytes.len()),
