@@ -3,6 +3,7 @@ pub mod autograd;
 pub mod backend;
 pub mod device;
 pub mod error;
+pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
