@@ -1,7 +1,9 @@
 //! ssvae
 pub mod backend;
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod metrics;
 pub mod rng;
 pub mod shape;
 
