@@ -1,12 +1,14 @@
 //! ssvae
 pub mod autograd;
 pub mod backend;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod metrics;
 pub mod rng;
 pub mod shape;
 pub mod storage;
