@@ -13,6 +13,7 @@ pub mod rng;
 pub mod shape;
 pub mod storage;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{no_grad, GradStore};
 pub use device::Device;

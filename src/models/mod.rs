@@ -1,8 +1,10 @@
 //! Models: plain structs of modules with a `loss(batch)` that returns the terms to log. The
 //! training loop only sees the [`Model`] trait, never which model it runs.
 
+pub mod classifier;
 pub mod m2;
 
+pub use classifier::Classifier;
 pub use m2::{M2Config, M2};
 
 use crate::nn::Module;
@@ -42,6 +44,10 @@ pub trait Model: Module {
     fn loss(&self, batch: &Batch, ctx: &mut StepContext) -> Result<Terms>;
     /// Class logits q(y|x) for inputs [n, D].
     fn classify(&self, x: &Tensor) -> Result<Tensor>;
-    /// The negative ELBO per example, −log p(x) ≥ … (unlabelled bound), for inputs [n, D].
+    /// The negative ELBO per example (an upper bound on −log p(x)) for inputs [n, D].
     fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor>;
+    /// Whether [`Model::neg_elbo`] exists (false for a plain classifier).
+    fn has_elbo(&self) -> bool {
+        true
+    }
 }
