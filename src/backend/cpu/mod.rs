@@ -5,10 +5,14 @@
 pub mod adam;
 pub mod conv;
 pub mod copy;
+pub mod elbo;
 pub mod elementwise;
 pub mod gemm;
+pub mod gumbel;
 pub mod loss;
+pub mod mixup;
 pub mod reduce;
+pub mod reparam;
 
 use crate::backend::{
     AdamStep, BackendDevice, BackendStorage, BinaryOp, Conv2dShape, MatmulShape, ReduceOp, UnaryOp,
