@@ -1,9 +1,8 @@
 //! The `ssvae` command line: `train` (and, as they land, `eval`, `sample`, `bench`).
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use ssvae::data::{self, DatasetName};
-use ssvae::models::{Classifier, M2Config, Model, M2};
-use ssvae::nn::Activation;
+use ssvae::models::{self, Arch, ModelKind, ModelSpec};
 use ssvae::rng::Rng;
 use ssvae::train::{fit, TrainConfig};
 use ssvae::{Device, Error, Result};
@@ -11,26 +10,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ssvae", version, about = "Semi-supervised VAEs on a from-scratch tensor engine")]
+#[command(
+    name = "ssvae",
+    version,
+    about = "Semi-supervised VAEs on a from-scratch tensor engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum, Debug)]
-enum ModelKind {
-    /// Kingma et al. 2014 M2, y marginalised exactly
-    M2,
-    /// q(y|x) alone trained on the labelled examples: the baseline
-    Classifier,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Train a model and report per-epoch loss, ELBO and test error.
     Train {
-        #[arg(long, value_enum, default_value_t = ModelKind::M2)]
-        model: ModelKind,
+        /// vae | m1 | m2 | m1m2 | gmvae | shot | classifier (labels only: the baseline)
+        #[arg(long, default_value = "m2")]
+        model: String,
         /// mnist | fashion-mnist | cifar10 | digits
         #[arg(long, default_value = "mnist")]
         dataset: String,
@@ -105,30 +101,21 @@ fn run(cli: Cli) -> Result<()> {
             let n = tt.train.n as f32;
             let alpha = alpha.unwrap_or(0.1 * n / labels.max(1) as f32);
             let mut rng = Rng::new(seed, 0x1417);
-            let act = Activation::Relu;
-            let model: Box<dyn Model> = match model {
-                ModelKind::M2 => Box::new(M2::new(
-                    M2Config {
-                        x_dim: tt.train.dim(),
-                        classes: tt.train.classes,
-                        hidden,
-                        z_dim,
-                        alpha,
-                        activation: act,
-                    },
-                    &mut rng,
-                    device,
-                )?),
-                ModelKind::Classifier => Box::new(Classifier::new(
-                    tt.train.dim(),
-                    hidden,
-                    tt.train.classes,
-                    act,
-                    &mut rng,
-                    device,
-                )?),
+            let kind: ModelKind = model.parse()?;
+            let spec = ModelSpec {
+                kind,
+                arch: Arch::Mlp,
+                input: (tt.train.channels, tt.train.height, tt.train.width),
+                classes: tt.train.classes,
+                hidden,
+                z_dim,
+                alpha: Some(alpha),
+                n_train: tt.train.n,
+                n_labelled: split.labelled.len(),
+                fused: true,
             };
-            let use_unlabelled = !matches!(model.name(), "classifier");
+            let model = models::build(&spec, &mut rng, device)?;
+            let use_unlabelled = kind != ModelKind::Classifier;
             let cfg = TrainConfig {
                 epochs,
                 batch_size,
@@ -149,11 +136,8 @@ fn run(cli: Cli) -> Result<()> {
                 split.labelled.len()
             );
             fit(model.as_ref(), &tt.train, &tt.test, &split, &cfg, |r| {
-                let terms: Vec<String> = r
-                    .train
-                    .iter()
-                    .map(|(n, v)| format!("{n} {v:.3}"))
-                    .collect();
+                let terms: Vec<String> =
+                    r.train.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
                 let elbo = r
                     .test_neg_elbo
                     .map(|v| format!(" test ELBO {:.2}", -v))

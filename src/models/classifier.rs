@@ -51,7 +51,10 @@ impl Model for Classifier {
             .x_lab
             .as_ref()
             .ok_or_else(|| Error::invalid("classifier", "needs labelled data"))?;
-        let ce = self.forward(x)?.cross_entropy_labels(&batch.y_lab)?.mean_all()?;
+        let ce = self
+            .forward(x)?
+            .cross_entropy_labels(&batch.y_lab)?
+            .mean_all()?;
         Ok(Terms {
             loss: ce.clone(),
             parts: vec![("ce", ce)],

@@ -68,7 +68,10 @@ impl M2 {
 
     /// (μ, log σ²) of q(z|x,y) for `hx` = W_x·x + b already repeated to match the rows of `y`.
     fn encode_z(&self, hx: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
-        let h = self.cfg.activation.apply(&hx.add(&self.enc_y.forward(y)?)?)?;
+        let h = self
+            .cfg
+            .activation
+            .apply(&hx.add(&self.enc_y.forward(y)?)?)?;
         Ok((self.enc_mu.forward(&h)?, self.enc_lv.forward(&h)?))
     }
 
@@ -84,7 +87,11 @@ impl M2 {
     /// L(x, y) per row for inputs `x` [n, D], one-hot `y` [n, K], and `hx` = enc_x(x) [n, H].
     fn labelled_bound(&self, x: &Tensor, hx: &Tensor, y: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         let (mu, lv) = self.encode_z(hx, y)?;
-        let eps = Tensor::randn(mu.shape().clone(), rng.next_key(mu.elem_count()), self.device)?;
+        let eps = Tensor::randn(
+            mu.shape().clone(),
+            rng.next_key(mu.elem_count()),
+            self.device,
+        )?;
         let z = mu.add(&lv.mul_scalar(0.5)?.exp()?.mul(&eps)?)?;
         let logits = self.decode(&z, y)?;
         let log_prior = -(self.cfg.classes as f32).ln();

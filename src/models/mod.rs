@@ -7,9 +7,153 @@ pub mod m2;
 pub use classifier::Classifier;
 pub use m2::{M2Config, M2};
 
-use crate::nn::Module;
+use crate::nn::{Activation, Module};
 use crate::rng::Rng;
-use crate::{Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
+use std::fmt;
+use std::str::FromStr;
+
+/// The models `ssvae train --model` knows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ModelKind {
+    Vae,
+    M1,
+    M2,
+    M1M2,
+    Gmvae,
+    Shot,
+    Classifier,
+}
+
+impl ModelKind {
+    /// Every kind, in the order the help lists them.
+    pub const ALL: [ModelKind; 7] = [
+        ModelKind::Vae,
+        ModelKind::M1,
+        ModelKind::M2,
+        ModelKind::M1M2,
+        ModelKind::Gmvae,
+        ModelKind::Shot,
+        ModelKind::Classifier,
+    ];
+    /// The command-line name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Vae => "vae",
+            ModelKind::M1 => "m1",
+            ModelKind::M2 => "m2",
+            ModelKind::M1M2 => "m1m2",
+            ModelKind::Gmvae => "gmvae",
+            ModelKind::Shot => "shot",
+            ModelKind::Classifier => "classifier",
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ModelKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        ModelKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ModelKind::ALL.iter().map(|k| k.as_str()).collect();
+                Error::invalid(
+                    "--model",
+                    format!("unknown model '{s}' (expected one of {})", names.join(", ")),
+                )
+            })
+    }
+}
+
+/// Encoder/decoder family.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Arch {
+    Mlp,
+    Conv,
+}
+
+impl Arch {
+    /// The command-line name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Mlp => "mlp",
+            Arch::Conv => "conv",
+        }
+    }
+}
+
+impl FromStr for Arch {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mlp" => Ok(Arch::Mlp),
+            "conv" => Ok(Arch::Conv),
+            _ => Err(Error::invalid(
+                "--arch",
+                format!("unknown architecture '{s}' (expected mlp or conv)"),
+            )),
+        }
+    }
+}
+
+/// Everything needed to rebuild a model (what a checkpoint's config records).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    pub kind: ModelKind,
+    pub arch: Arch,
+    /// Input (channels, height, width); D = c·h·w.
+    pub input: (usize, usize, usize),
+    pub classes: usize,
+    pub hidden: usize,
+    pub z_dim: usize,
+    /// Labelled cross-entropy weight; None = the model's default (0.1·N/N_labelled for M2).
+    pub alpha: Option<f32>,
+    pub n_train: usize,
+    pub n_labelled: usize,
+    /// Use the fused VAE kernels where the model has them.
+    pub fused: bool,
+}
+
+/// Build a freshly initialised model from its spec.
+pub fn build(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn Model>> {
+    let (c, h, w) = spec.input;
+    let x_dim = c * h * w;
+    match (spec.kind, spec.arch) {
+        (ModelKind::M2, Arch::Mlp) => Ok(Box::new(M2::new(
+            M2Config {
+                x_dim,
+                classes: spec.classes,
+                hidden: spec.hidden,
+                z_dim: spec.z_dim,
+                alpha: spec
+                    .alpha
+                    .unwrap_or(0.1 * spec.n_train as f32 / spec.n_labelled.max(1) as f32),
+                activation: Activation::Relu,
+            },
+            rng,
+            device,
+        )?)),
+        (ModelKind::Classifier, Arch::Mlp) => Ok(Box::new(Classifier::new(
+            x_dim,
+            spec.hidden,
+            spec.classes,
+            Activation::Relu,
+            rng,
+            device,
+        )?)),
+        (kind, arch) => Err(Error::invalid(
+            "--model",
+            format!("{kind} with --arch {} is not built yet", arch.as_str()),
+        )),
+    }
+}
 
 /// One training step's data: a labelled batch and an unlabelled batch (either may be empty).
 pub struct Batch {
