@@ -25,7 +25,10 @@ pub enum Error {
     /// A non-finite value appeared where training cannot continue.
     NonFinite { what: String },
     /// An I/O error with the path it happened on.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Anything else, with a sentence for the user.
     Msg(String),
 }

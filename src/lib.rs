@@ -1,10 +1,22 @@
 //! ssvae
+pub mod autograd;
 pub mod backend;
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod models;
+pub mod nn;
+pub mod ops;
+pub mod optim;
+pub mod metrics;
 pub mod rng;
 pub mod shape;
+pub mod storage;
+pub mod tensor;
+pub mod train;
 
+pub use autograd::{no_grad, GradStore};
 pub use device::Device;
 pub use error::{Error, Result};
 pub use shape::Shape;
+pub use tensor::{Tensor, TensorId};

@@ -27,7 +27,10 @@ impl Shape {
     /// Dimension `axis`, or an error naming `op`.
     pub fn dim(&self, op: &'static str, axis: usize) -> Result<usize> {
         self.0.get(axis).copied().ok_or_else(|| {
-            Error::invalid(op, format!("axis {axis} out of range for shape {:?}", self.0))
+            Error::invalid(
+                op,
+                format!("axis {axis} out of range for shape {:?}", self.0),
+            )
         })
     }
     /// Row-major strides in elements.
@@ -51,8 +54,16 @@ impl Shape {
         let rank = a.len().max(b.len());
         let mut out = vec![0; rank];
         for i in 0..rank {
-            let da = if i < rank - a.len() { 1 } else { a[i - (rank - a.len())] };
-            let db = if i < rank - b.len() { 1 } else { b[i - (rank - b.len())] };
+            let da = if i < rank - a.len() {
+                1
+            } else {
+                a[i - (rank - a.len())]
+            };
+            let db = if i < rank - b.len() {
+                1
+            } else {
+                b[i - (rank - b.len())]
+            };
             out[i] = match (da, db) {
                 (x, y) if x == y => x,
                 (1, y) => y,
@@ -101,7 +112,9 @@ mod tests {
         let a = Shape::new(&[4, 1, 3]);
         let b = Shape::new(&[5, 1]);
         assert_eq!(a.broadcast(&b, "t").unwrap().dims(), &[4, 5, 3]);
-        assert!(Shape::new(&[2, 3]).broadcast(&Shape::new(&[4]), "t").is_err());
+        assert!(Shape::new(&[2, 3])
+            .broadcast(&Shape::new(&[4]), "t")
+            .is_err());
         assert_eq!(Shape::new(&[2, 3, 4]).strides(), vec![12, 4, 1]);
         assert_eq!(
             Shape::new(&[2, 3, 4]).split_at_axis("t", 1).unwrap(),

@@ -31,7 +31,10 @@ pub enum UnaryOp {
     Sigmoid,
     Tanh,
     /// mul·x + add
-    Affine { mul: f32, add: f32 },
+    Affine {
+        mul: f32,
+        add: f32,
+    },
     /// |x| (its derivative at 0 is taken as 0)
     Abs,
 }

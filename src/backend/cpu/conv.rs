@@ -23,7 +23,8 @@ fn conv2d_reference(x: &[f32], w: &[f32], s: &Conv2dShape, y: &mut [f32]) {
                                 if ih < 0 || iw < 0 || ih >= s.h as isize || iw >= s.w as isize {
                                     continue;
                                 }
-                                acc += x[((n * s.c_in + ci) * s.h + ih as usize) * s.w + iw as usize]
+                                acc += x
+                                    [((n * s.c_in + ci) * s.h + ih as usize) * s.w + iw as usize]
                                     * w[((co * s.c_in + ci) * s.kh + i) * s.kw + j];
                             }
                         }
@@ -79,8 +80,8 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: &Conv2dShape) -> Vec<f32
                                 if ih < 0 || iw < 0 || ih >= s.h as isize || iw >= s.w as isize {
                                     continue;
                                 }
-                                dw[((co * s.c_in + ci) * s.kh + i) * s.kw + j] +=
-                                    g * x[((n * s.c_in + ci) * s.h + ih as usize) * s.w + iw as usize];
+                                dw[((co * s.c_in + ci) * s.kh + i) * s.kw + j] += g * x
+                                    [((n * s.c_in + ci) * s.h + ih as usize) * s.w + iw as usize];
                             }
                         }
                     }

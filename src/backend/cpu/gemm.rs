@@ -25,8 +25,16 @@ pub fn gemm_reference(s: &GemmShape, a: &[f32], b: &[f32], c: &mut [f32], accumu
         for j in 0..n {
             let mut acc = 0.0f32;
             for p in 0..k {
-                let av = if s.trans_a { a[p * m + i] } else { a[i * k + p] };
-                let bv = if s.trans_b { b[j * k + p] } else { b[p * n + j] };
+                let av = if s.trans_a {
+                    a[p * m + i]
+                } else {
+                    a[i * k + p]
+                };
+                let bv = if s.trans_b {
+                    b[j * k + p]
+                } else {
+                    b[p * n + j]
+                };
                 acc += av * bv;
             }
             if accumulate {

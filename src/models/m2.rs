@@ -1,0 +1,173 @@
+//! M2 of Kingma, Rezende, Mohamed and Welling (2014), "Semi-supervised learning with deep
+//! generative models": p(y) = Cat(1/K), p(z) = N(0, I), p(x|y,z) Bernoulli; inference
+//! q(y|x) = Cat(π(x)) and q(z|x,y) = N(μ(x,y), diag σ²(x,y)).
+//!
+//! Losses (negated bounds, minimised):
+//!   L(x,y) = BCE(dec(z, y), x) + KL(q(z|x,y) ‖ N(0,I)) − log p(y),   z ~ q(z|x,y) (one sample)
+//!   U(x)   = Σ_y q(y|x)·L(x,y) − H(q(y|x))    (y enumerated exactly over all K classes)
+//!   J      = mean_lab L + α·mean_lab CE(q(y|x), y) + mean_unlab U
+//! α defaults to 0.1·N/N_labelled, the per-example weight of the reference code.
+//!
+//! The first layer of q(z|x,y) acts on the concatenation [x, y]; it is computed as
+//! W_x·x + W_y·y so that W_x·x runs once per example rather than once per (example, class).
+
+use super::{Batch, Model, StepContext, Terms};
+use crate::nn::{join, Activation, Init, Linear, Module};
+use crate::rng::Rng;
+use crate::{Device, Error, Result, Tensor};
+
+/// M2's sizes.
+#[derive(Clone, Debug)]
+pub struct M2Config {
+    pub x_dim: usize,
+    pub classes: usize,
+    pub hidden: usize,
+    pub z_dim: usize,
+    /// Weight of the labelled cross-entropy term.
+    pub alpha: f32,
+    pub activation: Activation,
+}
+
+/// The M2 model with MLP encoder, classifier and decoder.
+pub struct M2 {
+    pub cfg: M2Config,
+    /// q(y|x): x → hidden → K logits.
+    cls_h: Linear,
+    cls_out: Linear,
+    /// q(z|x,y): [x, y] → hidden → (μ, log σ²).
+    enc_x: Linear,
+    enc_y: Linear,
+    enc_mu: Linear,
+    enc_lv: Linear,
+    /// p(x|y,z): [z, y] → hidden → D logits.
+    dec_h: Linear,
+    dec_out: Linear,
+    device: Device,
+}
+
+impl M2 {
+    /// A freshly initialised M2.
+    pub fn new(cfg: M2Config, rng: &mut Rng, device: Device) -> Result<Self> {
+        let (d, k, h, z) = (cfg.x_dim, cfg.classes, cfg.hidden, cfg.z_dim);
+        let init = Init::KaimingUniform;
+        let mut enc_y = Linear::new(k, h, init, rng, device)?;
+        enc_y.bias = None;
+        Ok(M2 {
+            cls_h: Linear::new(d, h, init, rng, device)?,
+            cls_out: Linear::new(h, k, init, rng, device)?,
+            enc_x: Linear::new(d, h, init, rng, device)?,
+            enc_y,
+            enc_mu: Linear::new(h, z, init, rng, device)?,
+            enc_lv: Linear::new(h, z, init, rng, device)?,
+            dec_h: Linear::new(z + k, h, init, rng, device)?,
+            dec_out: Linear::new(h, d, init, rng, device)?,
+            cfg,
+            device,
+        })
+    }
+
+    /// (μ, log σ²) of q(z|x,y) for `hx` = W_x·x + b already repeated to match the rows of `y`.
+    fn encode_z(&self, hx: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
+        let h = self.cfg.activation.apply(&hx.add(&self.enc_y.forward(y)?)?)?;
+        Ok((self.enc_mu.forward(&h)?, self.enc_lv.forward(&h)?))
+    }
+
+    /// Bernoulli logits of p(x|y,z).
+    pub fn decode(&self, z: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let h = self
+            .cfg
+            .activation
+            .apply(&self.dec_h.forward(&Tensor::concat(&[z, y], 1)?)?)?;
+        self.dec_out.forward(&h)
+    }
+
+    /// L(x, y) per row for inputs `x` [n, D], one-hot `y` [n, K], and `hx` = enc_x(x) [n, H].
+    fn labelled_bound(&self, x: &Tensor, hx: &Tensor, y: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+        let (mu, lv) = self.encode_z(hx, y)?;
+        let eps = Tensor::randn(mu.shape().clone(), rng.next_key(mu.elem_count()), self.device)?;
+        let z = mu.add(&lv.mul_scalar(0.5)?.exp()?.mul(&eps)?)?;
+        let logits = self.decode(&z, y)?;
+        let log_prior = -(self.cfg.classes as f32).ln();
+        logits
+            .bce_with_logits_rows(x)?
+            .add(&mu.kl_diag_gaussian_rows(&lv)?)?
+            .add_scalar(-log_prior)
+    }
+
+    /// U(x) per row: every example decoded once per class, weighted by q(y|x), minus H(q).
+    fn unlabelled_bound(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+        let k = self.cfg.classes;
+        let n = x.dim("m2", 0)?;
+        let hx = self.enc_x.forward(x)?.repeat_interleave(k)?;
+        let classes: Vec<u32> = (0..n).flat_map(|_| 0..k as u32).collect();
+        let y = Tensor::one_hot(&classes, k, self.device)?;
+        let xr = x.repeat_interleave(k)?;
+        let l = self.labelled_bound(&xr, &hx, &y, rng)?.reshape([n, k])?;
+        let logq = self.classify(x)?.log_softmax()?;
+        let q = logq.exp()?;
+        // Σ_k q·L + Σ_k q·log q  (the second sum is −H(q)).
+        q.mul(&l.add(&logq)?)?.sum(1)
+    }
+}
+
+impl Module for M2 {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.classify(x)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+        self.cls_h.visit(&join(prefix, "cls_h"), f);
+        self.cls_out.visit(&join(prefix, "cls_out"), f);
+        self.enc_x.visit(&join(prefix, "enc_x"), f);
+        self.enc_y.visit(&join(prefix, "enc_y"), f);
+        self.enc_mu.visit(&join(prefix, "enc_mu"), f);
+        self.enc_lv.visit(&join(prefix, "enc_lv"), f);
+        self.dec_h.visit(&join(prefix, "dec_h"), f);
+        self.dec_out.visit(&join(prefix, "dec_out"), f);
+    }
+}
+
+impl Model for M2 {
+    fn name(&self) -> &'static str {
+        "m2"
+    }
+
+    fn loss(&self, batch: &Batch, ctx: &mut StepContext) -> Result<Terms> {
+        let mut total: Option<Tensor> = None;
+        let mut parts = Vec::new();
+        let mut add = |t: Tensor| -> Result<()> {
+            total = Some(match total.take() {
+                Some(s) => s.add(&t)?,
+                None => t,
+            });
+            Ok(())
+        };
+        if let Some(xl) = &batch.x_lab {
+            let y = Tensor::one_hot(&batch.y_lab, self.cfg.classes, self.device)?;
+            let hx = self.enc_x.forward(xl)?;
+            let l = self.labelled_bound(xl, &hx, &y, ctx.rng)?.mean_all()?;
+            let ce = self
+                .classify(xl)?
+                .cross_entropy_labels(&batch.y_lab)?
+                .mean_all()?;
+            add(l.add(&ce.mul_scalar(self.cfg.alpha)?)?)?;
+            parts.push(("labelled", l));
+            parts.push(("ce", ce));
+        }
+        if let Some(xu) = &batch.x_unlab {
+            let u = self.unlabelled_bound(xu, ctx.rng)?.mean_all()?;
+            add(u.clone())?;
+            parts.push(("unlabelled", u));
+        }
+        let loss = total.ok_or_else(|| Error::invalid("m2", "empty batch"))?;
+        Ok(Terms { loss, parts })
+    }
+
+    fn classify(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.cfg.activation.apply(&self.cls_h.forward(x)?)?;
+        self.cls_out.forward(&h)
+    }
+
+    fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+        self.unlabelled_bound(x, rng)
+    }
+}

@@ -1,0 +1,217 @@
+//! `Storage`: a buffer on some device. Each method checks that its operands live on the same
+//! device and forwards to that device's [`BackendStorage`] implementation; nothing else happens
+//! here. Adding a device means adding a variant and one arm per method.
+
+use crate::backend::cpu::{CpuDevice, CpuStorage};
+use crate::backend::{
+    AdamStep, BackendDevice, BackendStorage, BinaryOp, Conv2dShape, MatmulShape, ReduceOp, UnaryOp,
+};
+use crate::rng::RngKey;
+use crate::{Device, Error, Result};
+
+/// A buffer of f32 on a device.
+pub enum Storage {
+    Cpu(CpuStorage),
+}
+
+fn mismatch(op: &str, a: Device, b: Device) -> Error {
+    Error::Device(format!(
+        "{op}: operands on {a} and {b}; move one with to_device first"
+    ))
+}
+
+/// Dispatch a method on one storage.
+macro_rules! unary_dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Storage::Cpu($s) => Ok(Storage::Cpu($e?)),
+        }
+    };
+}
+
+/// Dispatch a method on two storages that must share a device.
+macro_rules! binary_dispatch {
+    ($op:expr, $a:expr, $b:expr, |$x:ident, $y:ident| $e:expr) => {
+        match ($a, $b) {
+            (Storage::Cpu($x), Storage::Cpu($y)) => Ok(Storage::Cpu($e?)),
+            #[allow(unreachable_patterns)]
+            (a, b) => Err(mismatch($op, a.device(), b.device())),
+        }
+    };
+}
+
+impl Storage {
+    /// Upload `data` to `device`.
+    pub fn from_slice(data: &[f32], device: Device) -> Result<Self> {
+        match device {
+            Device::Cpu => Ok(Storage::Cpu(CpuDevice.storage_from_slice(data)?)),
+            Device::Cuda(_) => Err(no_cuda()),
+        }
+    }
+    /// `n` zeros on `device`.
+    pub fn zeros(n: usize, device: Device) -> Result<Self> {
+        match device {
+            Device::Cpu => Ok(Storage::Cpu(CpuDevice.zeros(n)?)),
+            Device::Cuda(_) => Err(no_cuda()),
+        }
+    }
+    /// `n` uniform draws at `key`.
+    pub fn rand_uniform(n: usize, key: RngKey, device: Device) -> Result<Self> {
+        match device {
+            Device::Cpu => Ok(Storage::Cpu(CpuDevice.rand_uniform(n, key)?)),
+            Device::Cuda(_) => Err(no_cuda()),
+        }
+    }
+    /// `n` normal draws at `key`.
+    pub fn rand_normal(n: usize, key: RngKey, device: Device) -> Result<Self> {
+        match device {
+            Device::Cpu => Ok(Storage::Cpu(CpuDevice.rand_normal(n, key)?)),
+            Device::Cuda(_) => Err(no_cuda()),
+        }
+    }
+    /// The device of this buffer.
+    pub fn device(&self) -> Device {
+        match self {
+            Storage::Cpu(s) => s.device(),
+        }
+    }
+    /// Element count.
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(s) => s.len(),
+        }
+    }
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Copy to the host.
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        match self {
+            Storage::Cpu(s) => s.to_vec(),
+        }
+    }
+    /// A copy on `device`.
+    pub fn to_device(&self, device: Device) -> Result<Self> {
+        if device == self.device() {
+            return self.try_clone();
+        }
+        Storage::from_slice(&self.to_vec()?, device)
+    }
+    /// A deep copy on the same device.
+    pub fn try_clone(&self) -> Result<Self> {
+        match self {
+            Storage::Cpu(s) => Ok(Storage::Cpu(s.clone())),
+        }
+    }
+    pub fn unary(&self, op: UnaryOp) -> Result<Self> {
+        unary_dispatch!(self, s => s.unary(op))
+    }
+    pub fn unary_backward(&self, op: UnaryOp, grad: &Self) -> Result<Self> {
+        binary_dispatch!("unary_backward", self, grad, |a, b| a.unary_backward(op, b))
+    }
+    pub fn binary(
+        &self,
+        op: BinaryOp,
+        rhs: &Self,
+        ld: &[usize],
+        rd: &[usize],
+        od: &[usize],
+    ) -> Result<Self> {
+        binary_dispatch!("binary", self, rhs, |a, b| a.binary(op, b, ld, rd, od))
+    }
+    pub fn reduce(&self, op: ReduceOp, outer: usize, len: usize, inner: usize) -> Result<Self> {
+        unary_dispatch!(self, s => s.reduce(op, outer, len, inner))
+    }
+    pub fn softmax_rows(&self, rows: usize, cols: usize, log: bool) -> Result<Self> {
+        unary_dispatch!(self, s => s.softmax_rows(rows, cols, log))
+    }
+    pub fn logsumexp_rows(&self, rows: usize, cols: usize) -> Result<Self> {
+        unary_dispatch!(self, s => s.logsumexp_rows(rows, cols))
+    }
+    pub fn matmul(&self, rhs: &Self, s: &MatmulShape) -> Result<Self> {
+        binary_dispatch!("matmul", self, rhs, |a, b| a.matmul(b, s))
+    }
+    pub fn conv2d(&self, w: &Self, s: &Conv2dShape) -> Result<Self> {
+        binary_dispatch!("conv2d", self, w, |a, b| a.conv2d(b, s))
+    }
+    pub fn conv2d_backward_input(&self, w: &Self, s: &Conv2dShape) -> Result<Self> {
+        binary_dispatch!("conv2d_backward_input", self, w, |a, b| a
+            .conv2d_backward_input(b, s))
+    }
+    pub fn conv2d_backward_weight(&self, grad_out: &Self, s: &Conv2dShape) -> Result<Self> {
+        binary_dispatch!("conv2d_backward_weight", self, grad_out, |a, b| a
+            .conv2d_backward_weight(b, s))
+    }
+    pub fn transpose(&self, dims: &[usize], d0: usize, d1: usize) -> Result<Self> {
+        unary_dispatch!(self, s => s.transpose(dims, d0, d1))
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub fn copy2d(
+        &self,
+        dst: &mut Self,
+        rows: usize,
+        cols: usize,
+        src_stride: usize,
+        dst_stride: usize,
+        src_off: usize,
+        dst_off: usize,
+    ) -> Result<()> {
+        match (self, dst) {
+            (Storage::Cpu(s), Storage::Cpu(d)) => {
+                s.copy2d(d, rows, cols, src_stride, dst_stride, src_off, dst_off)
+            }
+            #[allow(unreachable_patterns)]
+            (s, d) => Err(mismatch("copy2d", s.device(), d.device())),
+        }
+    }
+    pub fn index_select_rows(&self, ids: &[u32], row_len: usize) -> Result<Self> {
+        unary_dispatch!(self, s => s.index_select_rows(ids, row_len))
+    }
+    pub fn index_add_rows(&self, ids: &[u32], row_len: usize, out_rows: usize) -> Result<Self> {
+        unary_dispatch!(self, s => s.index_add_rows(ids, row_len, out_rows))
+    }
+    pub fn bce_with_logits_rows(&self, targets: &Self, rows: usize, cols: usize) -> Result<Self> {
+        binary_dispatch!("bce_with_logits", self, targets, |a, b| a
+            .bce_with_logits_rows(b, rows, cols))
+    }
+    pub fn bce_with_logits_rows_backward(
+        &self,
+        targets: &Self,
+        grad_rows: &Self,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self> {
+        match (self, targets, grad_rows) {
+            (Storage::Cpu(l), Storage::Cpu(x), Storage::Cpu(g)) => Ok(Storage::Cpu(
+                l.bce_with_logits_rows_backward(x, g, rows, cols)?,
+            )),
+            #[allow(unreachable_patterns)]
+            (l, x, _) => Err(mismatch("bce_with_logits_backward", l.device(), x.device())),
+        }
+    }
+    pub fn adam_step(
+        &mut self,
+        grad: &Self,
+        m: &mut Self,
+        v: &mut Self,
+        s: &AdamStep,
+    ) -> Result<()> {
+        match (self, grad, m, v) {
+            (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => {
+                p.adam_step(g, m, v, s)
+            }
+            #[allow(unreachable_patterns)]
+            (p, g, _, _) => Err(mismatch("adam_step", p.device(), g.device())),
+        }
+    }
+    pub fn scale_in_place(&mut self, factor: f32) -> Result<()> {
+        match self {
+            Storage::Cpu(s) => s.scale_in_place(factor),
+        }
+    }
+}
+
+fn no_cuda() -> Error {
+    Error::Device("this build has no CUDA backend yet".into())
+}
