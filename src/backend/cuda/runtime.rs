@@ -34,6 +34,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 pub const HEADERS: &[(&str, &str)] = &[
     ("common.cuh", include_str!("../../../kernels/common.cuh")),
     ("philox.cuh", include_str!("../../../kernels/philox.cuh")),
+    (
+        "vae_common.cuh",
+        include_str!("../../../kernels/vae_common.cuh"),
+    ),
 ];
 
 /// The kernel files this backend launches, by file name.
@@ -51,6 +55,11 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
     ("random.cu", include_str!("../../../kernels/random.cu")),
     ("gemm.cu", include_str!("../../../kernels/gemm.cu")),
     ("conv.cu", include_str!("../../../kernels/conv.cu")),
+    // The fused VAE kernels (their launchers live with the VAE ops).
+    ("reparam.cu", include_str!("../../../kernels/reparam.cu")),
+    ("gumbel.cu", include_str!("../../../kernels/gumbel.cu")),
+    ("elbo.cu", include_str!("../../../kernels/elbo.cu")),
+    ("mixup.cu", include_str!("../../../kernels/mixup.cu")),
 ];
 
 /// Arithmetic used by the GEMM kernels.
