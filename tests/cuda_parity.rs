@@ -13,10 +13,11 @@
 //! (Box–Muller's log/cos may differ by an ulp between libm and CUDA's libdevice).
 //!
 //! Without a GPU (no libcuda, no libnvrtc, or no device) every test prints `skipped: <reason>` and
-//! passes. GPU tests share one runtime per process, so they hold a lock while they run: the
+//! passes, unless `SSVAE_REQUIRE_GPU=1`. GPU tests share one runtime per process, so they hold a lock while they run: the
 //! allocator test counts `cuMemAlloc` calls and the precision test flips a runtime-wide setting.
 
 use ssvae::backend::cpu::{CpuDevice, CpuStorage};
+use ssvae::backend::cuda::runtime::{driver_version, nvrtc_version};
 use ssvae::backend::cuda::{cuda_status, AdamTensors, CudaDevice, CudaStorage, GemmPrecision};
 use ssvae::backend::{
     AdamStep, BackendDevice, BackendStorage, BinaryOp, Conv2dShape, MatmulShape, ReduceOp, UnaryOp,
@@ -31,17 +32,25 @@ const TF32: f64 = 5e-3;
 static GPU_LOCK: Mutex<()> = Mutex::new(());
 
 /// The GPU (and the lock that serialises GPU tests), or None after printing why the test skips.
+/// With `SSVAE_REQUIRE_GPU=1` (the GPU bundle sets it) a missing GPU is a failure instead.
 fn gpu() -> Option<(CudaDevice, MutexGuard<'static, ()>)> {
+    if std::env::var("SSVAE_REQUIRE_GPU").as_deref() == Ok("1") {
+        if let Err(why) = cuda_status() {
+            panic!("SSVAE_REQUIRE_GPU=1 but {why}");
+        }
+    }
     match cuda_status() {
         Ok(n) if n > 0 => {
             let guard = GPU_LOCK.lock().unwrap_or_else(|p| p.into_inner());
             let dev = CudaDevice::new(0);
             let rt = dev.runtime().expect("CUDA runtime");
             println!(
-                "running on {} ({}, {} SMs)",
+                "running on {} ({}, {} SMs), driver CUDA {:?}, NVRTC {:?}",
                 rt.name(),
                 rt.arch(),
-                rt.sm_count()
+                rt.sm_count(),
+                driver_version().ok(),
+                nvrtc_version().ok()
             );
             Some((dev, guard))
         }
@@ -1100,4 +1109,86 @@ fn errors_are_results_not_panics() {
     assert!(a.bce_with_logits_rows_backward(&a, &b, 2, 3).is_err());
     // The device is still healthy afterwards.
     assert_exact("healthy", &host(&a), &[1.0; 6]);
+}
+
+/// Throughput figures (not a pass/fail test): `cargo test --release --test cuda_parity --
+/// --ignored --nocapture perf_report`. Times are host wall-clock around a synchronised loop.
+#[test]
+#[ignore]
+fn perf_report() {
+    let (dev, _g) = gpu_or_skip!();
+    let time = |f: &mut dyn FnMut()| {
+        f();
+        dev.synchronize().unwrap();
+        let reps = 10;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        dev.synchronize().unwrap();
+        t.elapsed().as_secs_f64() / reps as f64
+    };
+    for &(m, n, k) in &[(4096, 4096, 4096), (128, 512, 784), (1024, 1024, 1024)] {
+        let a = dev.rand_normal(m * k, RngKey::default()).unwrap();
+        let b = dev.rand_normal(k * n, RngKey::default()).unwrap();
+        let s = mm_shape(1, m, n, k, false, false);
+        for p in [GemmPrecision::F32, GemmPrecision::Tf32] {
+            let sec = time(&mut || {
+                a.matmul_with(&b, &s, p).unwrap();
+            });
+            let tflops = 2.0 * (m * n * k) as f64 / sec / 1e12;
+            println!(
+                "gemm {m}x{n}x{k} {p:?}: {:.3} ms, {tflops:.2} TFLOP/s",
+                sec * 1e3
+            );
+        }
+    }
+    let c = conv_shape(128, 32, 14, 14, 64, 4, 2, 1);
+    let (xs, ws, ys) = c.sizes();
+    let x = dev.rand_normal(xs, RngKey::default()).unwrap();
+    let w = dev.rand_normal(ws, RngKey::default()).unwrap();
+    let dy = dev.rand_normal(ys, RngKey::default()).unwrap();
+    let flops = 2.0 * (ys * c.c_in * c.kh * c.kw) as f64;
+    let f = time(&mut || {
+        x.conv2d(&w, &c).unwrap();
+    });
+    let bi = time(&mut || {
+        dy.conv2d_backward_input(&w, &c).unwrap();
+    });
+    let bw = time(&mut || {
+        x.conv2d_backward_weight(&dy, &c).unwrap();
+    });
+    for (name, sec) in [("fwd", f), ("bwd_input", bi), ("bwd_weight", bw)] {
+        println!(
+            "conv {c:?} {name}: {:.3} ms, {:.2} TFLOP/s",
+            sec * 1e3,
+            flops / sec / 1e12
+        );
+    }
+    let n = 1 << 24;
+    let x = dev.rand_normal(n, RngKey::default()).unwrap();
+    let sec = time(&mut || {
+        x.unary(UnaryOp::Tanh).unwrap();
+    });
+    println!(
+        "unary tanh 16M: {:.3} ms, {:.0} GB/s",
+        sec * 1e3,
+        8.0 * n as f64 / sec / 1e9
+    );
+    let sec = time(&mut || {
+        x.softmax_rows(4096, 4096, false).unwrap();
+    });
+    println!(
+        "softmax 4096x4096: {:.3} ms, {:.0} GB/s",
+        sec * 1e3,
+        8.0 * n as f64 / sec / 1e9
+    );
+    let sec = time(&mut || {
+        x.reduce(ReduceOp::Sum, 1, 4096, 4096).unwrap();
+    });
+    println!(
+        "reduce cols 4096x4096: {:.3} ms, {:.0} GB/s",
+        sec * 1e3,
+        4.0 * n as f64 / sec / 1e9
+    );
 }

@@ -3,8 +3,8 @@
 //! ([`ssvae::backend::cuda::runtime::compile_program`] with the runtime's options) plus
 //! `-Xptxas=-v -Xptxas=-warn-spills`, so register spills show up as warnings too.
 //!
-//! The kernel files are found by reading the folder at test time, so a new `.cu` file is covered
-//! without touching this test. Headers (`*.cuh`) are handed to NVRTC by name, as at run time.
+//! The kernel files are found by reading the folder at test time (`kernels/` of the crate, or
+//! `$SSVAE_KERNELS_DIR`), so a new `.cu` file is covered without touching this test. Headers (`*.cuh`) are handed to NVRTC by name, as at run time.
 //!
 //! When libnvrtc cannot be loaded the test prints why and passes, unless `SSVAE_REQUIRE_NVRTC=1`
 //! (CI), in which case it fails. `scripts/install-nvrtc.sh` installs it from PyPI.
@@ -78,7 +78,11 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
     }
     let (maj, min) = nvrtc_version().expect("nvrtcVersion");
     println!("NVRTC {maj}.{min}");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+    // SSVAE_KERNELS_DIR: where the GPU bundle (scripts/gpu-bundle.sh) puts its copy of kernels/.
+    let dir = match std::env::var_os("SSVAE_KERNELS_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels"),
+    };
     let headers = read_dir_sorted(&dir, "cuh");
     let sources = read_dir_sorted(&dir, "cu");
     assert!(!sources.is_empty(), "no .cu files in {}", dir.display());

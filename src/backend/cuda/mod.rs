@@ -67,10 +67,16 @@ pub(crate) fn check_len(op: &'static str, what: &str, got: usize, want: usize) -
     Ok(())
 }
 
-/// `v` as u32, or an error: the kernels index with 32-bit integers where it is faster.
+/// `v` as u32, or an error: the kernels index with 32-bit integers where it is faster. Limited to
+/// 2³¹ − 1 so that a grid-stride loop `i += gridDim.x · blockDim.x` (stride ≤ 2²⁸) cannot wrap.
 pub(crate) fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v)
-        .map_err(|_| Error::invalid(op, format!("{what} = {v} does not fit in 32 bits")))
+    if v > i32::MAX as usize {
+        return Err(Error::invalid(
+            op,
+            format!("{what} = {v} exceeds the kernels' 31-bit index range"),
+        ));
+    }
+    Ok(v as u32)
 }
 
 /// `v` as i32, or an error (GEMM and convolution dimensions).
