@@ -148,3 +148,24 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
         failures.join("\n\n")
     );
 }
+
+/// The runtime compiles the sources embedded in the binary with the headers embedded in the binary
+/// (no disk access): check that this set is complete, through the runtime's own entry point.
+#[test]
+fn embedded_sources_compile_with_embedded_headers() {
+    use ssvae::backend::cuda::runtime::{compile_cubin, KERNEL_SOURCES};
+    if !nvrtc_available() {
+        println!("skipped: libnvrtc not found by the dynamic loader");
+        return;
+    }
+    for (name, src) in KERNEL_SOURCES {
+        let (cubin, log) = compile_cubin(src, name, "sm_90")
+            .unwrap_or_else(|e| panic!("embedded {name} does not compile: {e}"));
+        assert!(!cubin.is_empty(), "{name}: empty CUBIN");
+        assert!(bad_lines(&log).is_empty(), "{name}: {log}");
+    }
+    println!(
+        "{} embedded kernel files compiled for sm_90",
+        KERNEL_SOURCES.len()
+    );
+}
