@@ -1,0 +1,67 @@
+//! Choosing a device from a command-line string: `auto`, `cpu`, `cuda` (= `cuda:0`) or `cuda:N`.
+
+use super::runtime::cuda_status;
+use crate::{Device, Error, Result};
+
+/// Parse a device name. `auto` picks `cuda:0` when [`cuda_status`] finds a device, otherwise the
+/// CPU with a one-line notice on stderr. `cuda[:N]` is checked against the devices present.
+pub fn parse_device(s: &str) -> Result<Device> {
+    let t = s.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => match cuda_status() {
+            Ok(n) if n > 0 => Ok(Device::Cuda(0)),
+            Ok(_) => {
+                eprintln!("notice: no CUDA device found; running on the CPU");
+                Ok(Device::Cpu)
+            }
+            Err(why) => {
+                eprintln!("notice: CUDA unavailable ({why}); running on the CPU");
+                Ok(Device::Cpu)
+            }
+        },
+        _ => {
+            let ordinal = if t == "cuda" {
+                0
+            } else if let Some(n) = t.strip_prefix("cuda:") {
+                n.parse::<usize>().map_err(|_| {
+                    Error::invalid("device", format!("{s:?}: expected cuda:N with N a number"))
+                })?
+            } else {
+                return Err(Error::invalid(
+                    "device",
+                    format!("{s:?}: expected auto, cpu, cuda or cuda:N"),
+                ));
+            };
+            match cuda_status() {
+                Ok(count) if ordinal < count => Ok(Device::Cuda(ordinal)),
+                Ok(count) => Err(Error::Device(format!(
+                    "{s}: only {count} CUDA device(s) present"
+                ))),
+                Err(why) => Err(Error::Device(format!("{s} requested but {why}"))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names() {
+        assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
+        assert_eq!(parse_device(" CPU ").unwrap(), Device::Cpu);
+        assert!(parse_device("gpu").is_err());
+        assert!(parse_device("cuda:x").is_err());
+        // auto never fails: CUDA when present, CPU otherwise.
+        let d = parse_device("auto").unwrap();
+        match cuda_status() {
+            Ok(_) => assert_eq!(d, Device::Cuda(0)),
+            Err(_) => {
+                assert_eq!(d, Device::Cpu);
+                assert!(parse_device("cuda:0").is_err());
+            }
+        }
+    }
+}
