@@ -1,8 +1,10 @@
 //! `Storage`: a buffer on some device. Each method checks that its operands live on the same
 //! device and forwards to that device's [`BackendStorage`] implementation; nothing else happens
 //! here. Adding a device means adding a variant and one arm per method.
+//! Host↔device moves go through [`Storage::to_device`] (an explicit copy, never implicit).
 
 use crate::backend::cpu::{CpuDevice, CpuStorage};
+use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::backend::{
     AdamStep, BackendDevice, BackendStorage, BinaryOp, Conv2dShape, MatmulShape, ReduceOp, UnaryOp,
 };
@@ -12,6 +14,7 @@ use crate::{Device, Error, Result};
 /// A buffer of f32 on a device.
 pub enum Storage {
     Cpu(CpuStorage),
+    Cuda(CudaStorage),
 }
 
 fn mismatch(op: &str, a: Device, b: Device) -> Error {
@@ -25,6 +28,7 @@ macro_rules! unary_dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             Storage::Cpu($s) => Ok(Storage::Cpu($e?)),
+            Storage::Cuda($s) => Ok(Storage::Cuda($e?)),
         }
     };
 }
@@ -34,7 +38,7 @@ macro_rules! binary_dispatch {
     ($op:expr, $a:expr, $b:expr, |$x:ident, $y:ident| $e:expr) => {
         match ($a, $b) {
             (Storage::Cpu($x), Storage::Cpu($y)) => Ok(Storage::Cpu($e?)),
-            #[allow(unreachable_patterns)]
+            (Storage::Cuda($x), Storage::Cuda($y)) => Ok(Storage::Cuda($e?)),
             (a, b) => Err(mismatch($op, a.device(), b.device())),
         }
     };
@@ -45,40 +49,42 @@ impl Storage {
     pub fn from_slice(data: &[f32], device: Device) -> Result<Self> {
         match device {
             Device::Cpu => Ok(Storage::Cpu(CpuDevice.storage_from_slice(data)?)),
-            Device::Cuda(_) => Err(no_cuda()),
+            Device::Cuda(i) => Ok(Storage::Cuda(CudaDevice::new(i).storage_from_slice(data)?)),
         }
     }
     /// `n` zeros on `device`.
     pub fn zeros(n: usize, device: Device) -> Result<Self> {
         match device {
             Device::Cpu => Ok(Storage::Cpu(CpuDevice.zeros(n)?)),
-            Device::Cuda(_) => Err(no_cuda()),
+            Device::Cuda(i) => Ok(Storage::Cuda(CudaDevice::new(i).zeros(n)?)),
         }
     }
     /// `n` uniform draws at `key`.
     pub fn rand_uniform(n: usize, key: RngKey, device: Device) -> Result<Self> {
         match device {
             Device::Cpu => Ok(Storage::Cpu(CpuDevice.rand_uniform(n, key)?)),
-            Device::Cuda(_) => Err(no_cuda()),
+            Device::Cuda(i) => Ok(Storage::Cuda(CudaDevice::new(i).rand_uniform(n, key)?)),
         }
     }
     /// `n` normal draws at `key`.
     pub fn rand_normal(n: usize, key: RngKey, device: Device) -> Result<Self> {
         match device {
             Device::Cpu => Ok(Storage::Cpu(CpuDevice.rand_normal(n, key)?)),
-            Device::Cuda(_) => Err(no_cuda()),
+            Device::Cuda(i) => Ok(Storage::Cuda(CudaDevice::new(i).rand_normal(n, key)?)),
         }
     }
     /// The device of this buffer.
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(s) => s.device(),
+            Storage::Cuda(s) => s.device(),
         }
     }
     /// Element count.
     pub fn len(&self) -> usize {
         match self {
             Storage::Cpu(s) => s.len(),
+            Storage::Cuda(s) => s.len(),
         }
     }
     /// Whether empty.
@@ -89,6 +95,7 @@ impl Storage {
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         match self {
             Storage::Cpu(s) => s.to_vec(),
+            Storage::Cuda(s) => s.to_vec(),
         }
     }
     /// A copy on `device`.
@@ -102,6 +109,7 @@ impl Storage {
     pub fn try_clone(&self) -> Result<Self> {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(s.clone())),
+            Storage::Cuda(s) => Ok(Storage::Cuda(s.try_clone()?)),
         }
     }
     pub fn unary(&self, op: UnaryOp) -> Result<Self> {
@@ -161,7 +169,9 @@ impl Storage {
             (Storage::Cpu(s), Storage::Cpu(d)) => {
                 s.copy2d(d, rows, cols, src_stride, dst_stride, src_off, dst_off)
             }
-            #[allow(unreachable_patterns)]
+            (Storage::Cuda(s), Storage::Cuda(d)) => {
+                s.copy2d(d, rows, cols, src_stride, dst_stride, src_off, dst_off)
+            }
             (s, d) => Err(mismatch("copy2d", s.device(), d.device())),
         }
     }
@@ -186,7 +196,9 @@ impl Storage {
             (Storage::Cpu(l), Storage::Cpu(x), Storage::Cpu(g)) => Ok(Storage::Cpu(
                 l.bce_with_logits_rows_backward(x, g, rows, cols)?,
             )),
-            #[allow(unreachable_patterns)]
+            (Storage::Cuda(l), Storage::Cuda(x), Storage::Cuda(g)) => Ok(Storage::Cuda(
+                l.bce_with_logits_rows_backward(x, g, rows, cols)?,
+            )),
             (l, x, _) => Err(mismatch("bce_with_logits_backward", l.device(), x.device())),
         }
     }
@@ -201,17 +213,16 @@ impl Storage {
             (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => {
                 p.adam_step(g, m, v, s)
             }
-            #[allow(unreachable_patterns)]
+            (Storage::Cuda(p), Storage::Cuda(g), Storage::Cuda(m), Storage::Cuda(v)) => {
+                p.adam_step(g, m, v, s)
+            }
             (p, g, _, _) => Err(mismatch("adam_step", p.device(), g.device())),
         }
     }
     pub fn scale_in_place(&mut self, factor: f32) -> Result<()> {
         match self {
             Storage::Cpu(s) => s.scale_in_place(factor),
+            Storage::Cuda(s) => s.scale_in_place(factor),
         }
     }
-}
-
-fn no_cuda() -> Error {
-    Error::Device("this build has no CUDA backend yet".into())
 }
