@@ -180,18 +180,19 @@ pub fn gemm_with_kernel(
     let (m, n, k) = (s.m, s.n, s.k);
     // The blocked code writes C through raw pointers, so the lengths are checked for real (O(1)).
     // A violation is a caller bug: debug builds stop on it, release builds leave C untouched
-    // rather than read or write out of bounds.
-    let (need_a, need_b, need_c) = (m * k, k * n, m * n);
-    if a.len() < need_a || b.len() < need_b || c.len() < need_c {
+    // rather than read or write out of bounds. (A size that overflows usize cannot fit either.)
+    let fits = |len: usize, x: usize, y: usize| x.checked_mul(y).is_some_and(|need| len >= need);
+    if !(fits(a.len(), m, k) && fits(b.len(), k, n) && fits(c.len(), m, n)) {
         debug_assert!(
             false,
-            "gemm {s:?}: slices too short (a {} < {need_a}, b {} < {need_b} or c {} < {need_c})",
+            "gemm {s:?}: slices too short (a: {}, b: {}, c: {} elements)",
             a.len(),
             b.len(),
             c.len()
         );
         return;
     }
+    let need_c = m * n;
     if m == 0 || n == 0 {
         return;
     }
@@ -293,9 +294,12 @@ trait Kernel {
         cols: usize,
         beta_one: bool,
     ) {
+        // The scratch tile must hold a full MR×NR tile: checked at compile time for every kernel
+        // that uses this default.
+        const { assert!(Self::MR * Self::NR <= MAX_TILE) };
         let mut scratch = [0.0f32; MAX_TILE];
         let nr = Self::NR;
-        debug_assert!(Self::MR * nr <= MAX_TILE && rows <= Self::MR && cols <= nr);
+        debug_assert!(rows <= Self::MR && cols <= nr);
         if beta_one {
             for i in 0..rows {
                 // SAFETY: row i of the valid part of the C tile, `cols` floats.
