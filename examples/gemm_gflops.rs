@@ -71,7 +71,7 @@ fn main() {
             .map(|x| x.parse().expect("m n k"))
             .collect();
         let t = args.get(3).map(String::as_str).unwrap_or("nn");
-        (d[0], d[1], d[2], t.starts_with('t'), t.ends_with('t')).pipe(|x| vec![x])
+        vec![(d[0], d[1], d[2], t.starts_with('t'), t.ends_with('t'))]
     } else {
         vec![
             (1024, 1024, 1024, false, false),
@@ -106,10 +106,3 @@ fn main() {
         println!("{m:>5} {n:>5} {k:>5} {t}  {g:8.1} GFLOP/s (median wall)  {per_cpu:8.1} GFLOP/s per CPU-second");
     }
 }
-
-trait Pipe: Sized {
-    fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
-        f(self)
-    }
-}
-impl<T> Pipe for T {}

@@ -42,42 +42,55 @@
 //! * a *B panel* is kc rows × NR columns of op(B), stored p-major: `bp[p·NR + j] = op(B)[p, j]`.
 //!
 //! The micro-kernel then walks both panels with unit stride. Transposition is handled entirely
-//! by the packing routines (which read A or B with whatever stride op() implies), so one kernel
-//! serves NN, NT, TN and TT. Ragged edges (m not a multiple of MR, n not a multiple of NR) are
-//! packed with zeros, so the kernel always computes a full tile; for an edge tile it writes to a
-//! small scratch tile whose valid part is then copied into C.
+//! by the packing routines (which read A or B with whatever stride op() implies: a plain copy
+//! when the panel's values for one p are contiguous in storage, a small 4×4-at-a-time transpose
+//! when they are not), so one kernel serves NN, NT, TN and TT. Packing costs O(mk + kn) memory
+//! traffic against O(mnk) flops, and it is what lets the kernel run at full speed.
 //!
-//! # 3. Cache blocking: the five loops around the micro-kernel
+//! Ragged edges (m not a multiple of MR, n not a multiple of NR) are packed with zeros. The
+//! AVX-512 kernel then handles an edge tile directly: an instance compiled for exactly the
+//! valid number of rows (no flops spent on padding rows) and lane masks on the C loads and
+//! stores for the valid columns. The other kernels compute a full tile into a scratch buffer
+//! and copy its valid part.
+//!
+//! # 3. Cache blocking: the loops around the micro-kernel
 //!
 //! ```text
-//! for jc in (0..n).step_by(NC):             B block kc×NC    -> L3 (shared by both cores)
-//!   for pc in (0..k).step_by(KC):
-//!     pack B[pc..pc+kc, jc..jc+nc] into NR-wide panels   (once, shared, in parallel)
-//!     for each task (a block of ≤ MC rows × a range of B panels), in parallel:
-//!       pack A[rows, pc..pc+kc] into MR-tall panels      -> L2 (private to the core)
-//!       for each B panel (jr):                           -> that panel, kc×NR, stays in L1
+//! for jc in n, step NC:                              (one pass for n ≤ 4096)
+//!   for pc in k, step KC:                            (k = 784 → 4 equal passes of 196)
+//!     pack B[pc..pc+kc, jc..jc+nc] into NR-wide panels    -> B block, L2 / L3
+//!     for ic in m, step MC:
+//!       pack A[ic..ic+mc, pc..pc+kc] into MR-tall panels  -> A block, L2
+//!       for each B panel (jr):                            -> kc×NR, L1
 //!         for each A panel (ir):
-//!           micro-kernel(kc, A panel, B panel, C tile)
+//!           micro-kernel(kc, A panel, B panel, C tile at (ir, jr))
 //! ```
 //!
 //! Each level keeps the operand that is reused most in the cache level that fits it: a B panel
 //! (kc×NR) is reused by every A panel of the block, so it should stay in L1; the packed A block
 //! (mc×kc) is reused by every B panel, so it should stay in L2; the packed B block (kc×nc) is
-//! reused by every row block, so it should stay in L3. C is read and written once per kc step,
-//! so a larger kc amortises that traffic. The AVX-512 parameters below (Zen 4: 32 KiB L1d and
-//! 1 MiB L2 per core, 32 MiB shared L3) are KC = 256 (B panel 256·32·4 B = 32 KiB, A panel
-//! 14 KiB, both streamed with unit stride so the hardware prefetcher covers the overflow),
-//! MC = 168 (A block 168·256·4 B = 168 KiB, well inside L2), NC = 4096 (B block 4 MiB of L3).
-//! See [`Kernel`] implementations for the AVX2 and scalar choices.
+//! reused by every A block, so it should stay in L2 or L3. C is read and written once per kc
+//! pass, so a larger kc amortises that traffic. The AVX-512 parameters (Zen 4: 32 KiB L1d and
+//! 1 MiB L2 per core, 32 MiB shared L3) are KC = 384, MC = 168 and NC = 4096: the A block is
+//! 168·384·4 B = 252 KiB, a quarter of L2; the B block at most 384·4096·4 B = 6 MiB, in L3.
+//! The B panel, 384·32·4 B = 48 KiB, overflows L1 on purpose: per step of p the kernel needs
+//! only 184 B for 28 FMA cycles, which L2 feeds easily (and the prefetcher sees unit stride),
+//! while the longer kc halves the C traffic of KC = 192. Measured single-threaded on the 2-core
+//! Zen 4 VM, KC = 384 beat 128, 192, 256 and 512 by 1–5 % over the benchmark shapes, and MC
+//! between 84 and 504 made no difference beyond noise.
+//! k and n are cut into equal passes no longer than KC and NC. The AVX2 and scalar choices are
+//! stated with their kernels.
 //!
 //! # 4. Threads
 //!
-//! Problems of at least [`PARALLEL_MIN_FLOPS`] flops run on the rayon pool. The B block is packed
-//! in parallel (one task per group of panels), then the C block is cut into tasks: by rows when
-//! there are enough MR-panels of rows to give every thread several, otherwise (small m, e.g. a
-//! batch of 64 or 100) by columns, so both cores stay busy on the skinny shapes a VAE produces.
-//! Tasks write disjoint tiles of C. Below the threshold the fork/join cost (a few µs) would eat
-//! the gain, so small products run on the calling thread.
+//! Products of at least [`PARALLEL_MIN_FLOPS`] flops use the rayon pool: C is cut into one
+//! block per thread, by rows or by columns, whichever makes the slowest block cheapest
+//! (`plan`: a row cut has every thread pack all of B, a column cut all of A), and each block
+//! runs the whole loop nest above independently, with its own packing buffers. So a call costs
+//! one fork/join however many passes it makes, and the skinny products of a VAE (batch 64 or
+//! 100 rows) are cut by columns and keep both cores busy. The calling thread computes the first
+//! block itself and then spin-waits briefly for the others rather than sleeping (see
+//! `gemm_blocked`). Smaller products run on the calling thread.
 //!
 //! # 5. Instruction sets
 //!
@@ -86,8 +99,8 @@
 //! `#[target_feature]` functions, compiled for their instruction set regardless of the build's
 //! baseline, and only ever called after the detection said the CPU supports it.
 
-use rayon::prelude::*;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::LocalKey;
 
 /// Problem description: op(A) is m×k, op(B) is k×n, C is m×n, all row-major and contiguous.
@@ -106,10 +119,10 @@ pub fn gemm_flops(s: &GemmShape) -> f64 {
     2.0 * s.m as f64 * s.n as f64 * s.k as f64
 }
 
-/// Products with fewer flops than this run single-threaded: 2·m·n·k < 4·2²⁰ (≈ 4.2 Mflop, about
-/// 40 µs on one Zen 4 core), where a rayon fork/join (a few µs per phase, two phases per kc
-/// step) would cost more than the second core saves.
-pub const PARALLEL_MIN_FLOPS: f64 = 4.0 * 1024.0 * 1024.0;
+/// Products with fewer flops than this run single-threaded: 2·m·n·k < 2²¹ (≈ 2.1 Mflop, about
+/// 20 µs on one Zen 4 core). Measured on the 2-core VM with warm workers, two threads start to
+/// win between 1 and 1.5 Mflop (fork/join costs a few µs) and are 1.5–1.8× faster at 2 Mflop.
+pub const PARALLEL_MIN_FLOPS: f64 = (1u64 << 21) as f64;
 
 /// The micro-kernel families, from fastest to most portable.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -167,18 +180,19 @@ pub fn gemm_with_kernel(
     let (m, n, k) = (s.m, s.n, s.k);
     // The blocked code writes C through raw pointers, so the lengths are checked for real (O(1)).
     // A violation is a caller bug: debug builds stop on it, release builds leave C untouched
-    // rather than read or write out of bounds.
-    let (need_a, need_b, need_c) = (m * k, k * n, m * n);
-    if a.len() < need_a || b.len() < need_b || c.len() < need_c {
+    // rather than read or write out of bounds. (A size that overflows usize cannot fit either.)
+    let fits = |len: usize, x: usize, y: usize| x.checked_mul(y).is_some_and(|need| len >= need);
+    if !(fits(a.len(), m, k) && fits(b.len(), k, n) && fits(c.len(), m, n)) {
         debug_assert!(
             false,
-            "gemm {s:?}: slices too short (a {} < {need_a}, b {} < {need_b} or c {} < {need_c})",
+            "gemm {s:?}: slices too short (a: {}, b: {}, c: {} elements)",
             a.len(),
             b.len(),
             c.len()
         );
         return;
     }
+    let need_c = m * n;
     if m == 0 || n == 0 {
         return;
     }
@@ -280,9 +294,12 @@ trait Kernel {
         cols: usize,
         beta_one: bool,
     ) {
+        // The scratch tile must hold a full MR×NR tile: checked at compile time for every kernel
+        // that uses this default.
+        const { assert!(Self::MR * Self::NR <= MAX_TILE) };
         let mut scratch = [0.0f32; MAX_TILE];
         let nr = Self::NR;
-        debug_assert!(Self::MR * nr <= MAX_TILE && rows <= Self::MR && cols <= nr);
+        debug_assert!(rows <= Self::MR && cols <= nr);
         if beta_one {
             for i in 0..rows {
                 // SAFETY: row i of the valid part of the C tile, `cols` floats.
@@ -311,8 +328,9 @@ struct Avx512;
 impl Kernel for Avx512 {
     const MR: usize = 14;
     const NR: usize = 32;
-    // B panel 256×32×4 B = 32 KiB (L1), A block 168×256×4 B = 168 KiB (L2), B block 4 MiB (L3).
-    const KC: usize = 256;
+    // See the module comment: A block 168×384×4 B = 252 KiB (L2), B panel 48 KiB (L1 + L2),
+    // B block ≤ 6 MiB (L3).
+    const KC: usize = 384;
     const MC: usize = 168;
     const NC: usize = 4096;
 
@@ -549,101 +567,146 @@ impl Kernel for Scalar {
 // ---------------------------------------------------------------------------------------------
 // Packing
 // ---------------------------------------------------------------------------------------------
+//
+// Packing a block of op(A) or op(B) comes in two flavours, depending on how the operand is
+// stored relative to the panel layout:
+//
+// * "copy": the values one step of p needs (MR of an A panel, NR of a B panel) are contiguous
+//   in memory: A stored transposed (k×m) or B stored plainly (k×n). We walk the block's rows of
+//   storage in order (sequential reads, which the prefetcher loves) and deal each row out to the
+//   panels, a short fixed-size copy per panel.
+// * "transpose": the panel's values for one p are a column of storage: A stored plainly (m×k)
+//   or B stored transposed (n×k). Then each panel is a small transpose, done 4×4 at a time with
+//   SSE shuffles on x86-64 (4 loads, 8 shuffles, 4 stores per 16 values) and elementwise
+//   elsewhere.
 
-/// Pack rows `i0 .. i0+MR` (those < m; the rest zero) and columns `p0 .. p0+kc` of op(A) into
-/// `dst` (kc·MR floats), p-major: `dst[p·MR + i] = op(A)[i0 + i, p0 + p]`.
-fn pack_a_panel<const MR: usize>(
+/// Pack rows `i0 .. i1` and columns `p0 .. p0+kc` of op(A) into MR-tall panels of kc·MR floats
+/// each, p-major: panel q holds `dst[q·kc·MR + p·MR + i] = op(A)[i0 + q·MR + i, p0 + p]`, with
+/// zeros in the rows past `i1` of the last panel.
+fn pack_a_block<const MR: usize>(
     s: &GemmShape,
     a: &[f32],
-    i0: usize,
+    (i0, i1): (usize, usize),
     p0: usize,
     kc: usize,
     dst: &mut [f32],
 ) {
-    let rows = MR.min(s.m - i0);
-    let dst = dst.chunks_exact_mut(MR).take(kc);
+    let panels = dst.chunks_exact_mut(kc * MR);
     if s.trans_a {
-        // A is stored k×m: op(A)[i, p] = a[p·m + i], so each p gives `rows` contiguous values.
-        for (p, d) in dst.enumerate() {
-            let src = &a[(p0 + p) * s.m + i0..];
-            if rows == MR {
-                d.copy_from_slice(&src[..MR]); // a fixed-size copy: a few vector moves
-            } else {
-                d[..rows].copy_from_slice(&src[..rows]);
-                d[rows..].fill(0.0);
-            }
+        // A stored k×m: op(A)[i, p] = a[p·m + i], rows of storage run along i ("copy").
+        let mut panels: Vec<&mut [f32]> = panels.collect();
+        for p in 0..kc {
+            let src = &a[(p0 + p) * s.m + i0..(p0 + p) * s.m + i1];
+            deal::<MR>(src, &mut panels, p);
         }
     } else {
-        // A is stored m×k: op(A)[i, p] = a[i·k + p]. Walk the `rows` rows in step (one read
-        // stream per row) and write the panel sequentially, one p-column of MR values at a time.
-        let src: [&[f32]; MR] = std::array::from_fn(|i| {
-            if i < rows {
-                &a[(i0 + i) * s.k + p0..][..kc]
-            } else {
-                &[]
-            }
-        });
-        if rows == MR {
-            for (p, d) in dst.enumerate() {
-                for (x, row) in d.iter_mut().zip(&src) {
-                    *x = row[p];
-                }
-            }
-        } else {
-            for (p, d) in dst.enumerate() {
-                for (x, row) in d.iter_mut().zip(&src) {
-                    *x = row.get(p).copied().unwrap_or(0.0);
-                }
-            }
+        // A stored m×k: op(A)[i, p] = a[i·k + p] ("transpose").
+        for (q, panel) in panels.enumerate() {
+            let r = i0 + q * MR;
+            let rows = MR.min(i1 - r);
+            transpose_pack(&a[r * s.k + p0..], s.k, rows, kc, MR, panel);
         }
     }
 }
 
-/// Pack rows `p0 .. p0+kc` and columns `j0 .. j0+NR` (those < n; the rest zero) of op(B) into
-/// `dst` (kc·NR floats), p-major: `dst[p·NR + j] = op(B)[p0 + p, j0 + j]`.
-fn pack_b_panel<const NR: usize>(
+/// Pack rows `p0 .. p0+kc` and columns `j0 .. j1` of op(B) into NR-wide panels of kc·NR floats
+/// each, p-major: panel q holds `dst[q·kc·NR + p·NR + j] = op(B)[p0 + p, j0 + q·NR + j]`, with
+/// zeros in the columns past `j1` of the last panel.
+fn pack_b_block<const NR: usize>(
     s: &GemmShape,
     b: &[f32],
-    j0: usize,
+    (j0, j1): (usize, usize),
     p0: usize,
     kc: usize,
     dst: &mut [f32],
 ) {
-    let cols = NR.min(s.n - j0);
-    let dst = dst.chunks_exact_mut(NR).take(kc);
+    let panels = dst.chunks_exact_mut(kc * NR);
     if s.trans_b {
-        // B is stored n×k: column j of op(B) is row j of B, contiguous. Walk the `cols` rows in
-        // step and write the panel sequentially, one p-row of NR values at a time.
-        let src: [&[f32]; NR] = std::array::from_fn(|j| {
-            if j < cols {
-                &b[(j0 + j) * s.k + p0..][..kc]
-            } else {
-                &[]
-            }
-        });
-        if cols == NR {
-            for (p, d) in dst.enumerate() {
-                for (x, col) in d.iter_mut().zip(&src) {
-                    *x = col[p];
-                }
-            }
-        } else {
-            for (p, d) in dst.enumerate() {
-                for (x, col) in d.iter_mut().zip(&src) {
-                    *x = col.get(p).copied().unwrap_or(0.0);
-                }
-            }
+        // B stored n×k: op(B)[p, j] = b[j·k + p] ("transpose").
+        for (q, panel) in panels.enumerate() {
+            let c = j0 + q * NR;
+            let cols = NR.min(j1 - c);
+            transpose_pack(&b[c * s.k + p0..], s.k, cols, kc, NR, panel);
         }
     } else {
-        // B is stored k×n: each p gives `cols` contiguous values.
-        for (p, d) in dst.enumerate() {
-            let src = &b[(p0 + p) * s.n + j0..];
-            if cols == NR {
-                d.copy_from_slice(&src[..NR]); // a fixed-size copy: a few vector moves
-            } else {
-                d[..cols].copy_from_slice(&src[..cols]);
-                d[cols..].fill(0.0);
+        // B stored k×n: op(B)[p, j] = b[p·n + j], rows of storage run along j ("copy").
+        let mut panels: Vec<&mut [f32]> = panels.collect();
+        for p in 0..kc {
+            let src = &b[(p0 + p) * s.n + j0..(p0 + p) * s.n + j1];
+            deal::<NR>(src, &mut panels, p);
+        }
+    }
+}
+
+/// Deal one row of storage out to the panels: `panels[q][p·W .. p·W + W]` = `src[q·W ..]`,
+/// padded with zeros past the end of `src`.
+fn deal<const W: usize>(src: &[f32], panels: &mut [&mut [f32]], p: usize) {
+    let mut chunks = src.chunks_exact(W);
+    for (panel, chunk) in panels.iter_mut().zip(&mut chunks) {
+        // A fixed-size copy: a couple of vector moves.
+        panel[p * W..p * W + W].copy_from_slice(chunk);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        if let Some(panel) = panels.get_mut(src.len() / W) {
+            let d = &mut panel[p * W..p * W + W];
+            d[..rest.len()].copy_from_slice(rest);
+            d[rest.len()..].fill(0.0);
+        }
+    }
+}
+
+/// `dst[p·w + i] = src[i·ld + p]` for i < rows, p < kc, and 0 for rows ≤ i < w: transpose
+/// `rows` strided rows of `kc` values into the p-major layout of a panel of width w.
+fn transpose_pack(src: &[f32], ld: usize, rows: usize, kc: usize, w: usize, dst: &mut [f32]) {
+    debug_assert!(rows <= w && dst.len() >= kc * w);
+    let mut done = 0; // rows handled by the vector path
+    #[cfg(target_arch = "x86_64")]
+    {
+        let fits = rows == 0 || src.len() >= (rows - 1) * ld + kc;
+        if fits && dst.len() >= kc * w {
+            use std::arch::x86_64::*;
+            let (rows4, kc4) = (rows / 4 * 4, kc / 4 * 4);
+            let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+            for i in (0..rows4).step_by(4) {
+                for p in (0..kc4).step_by(4) {
+                    // SAFETY: SSE is part of the x86-64 baseline. Loads read src[(i+r)·ld + p ..
+                    // + 4] with i + r < rows and p + 4 ≤ kc, inside src by the `fits` check;
+                    // stores write dst[(p+q)·w + i .. + 4] with p + q < kc and i + 4 ≤ rows ≤ w,
+                    // inside dst (len ≥ kc·w, checked).
+                    unsafe {
+                        let r0 = _mm_loadu_ps(s.add(i * ld + p));
+                        let r1 = _mm_loadu_ps(s.add((i + 1) * ld + p));
+                        let r2 = _mm_loadu_ps(s.add((i + 2) * ld + p));
+                        let r3 = _mm_loadu_ps(s.add((i + 3) * ld + p));
+                        let t0 = _mm_unpacklo_ps(r0, r1); // r0[0] r1[0] r0[1] r1[1]
+                        let t1 = _mm_unpacklo_ps(r2, r3); // r2[0] r3[0] r2[1] r3[1]
+                        let t2 = _mm_unpackhi_ps(r0, r1); // r0[2] r1[2] r0[3] r1[3]
+                        let t3 = _mm_unpackhi_ps(r2, r3); // r2[2] r3[2] r2[3] r3[3]
+                        _mm_storeu_ps(d.add(p * w + i), _mm_movelh_ps(t0, t1));
+                        _mm_storeu_ps(d.add((p + 1) * w + i), _mm_movehl_ps(t1, t0));
+                        _mm_storeu_ps(d.add((p + 2) * w + i), _mm_movelh_ps(t2, t3));
+                        _mm_storeu_ps(d.add((p + 3) * w + i), _mm_movehl_ps(t3, t2));
+                    }
+                }
+                for p in kc4..kc {
+                    for r in i..i + 4 {
+                        dst[p * w + r] = src[r * ld + p];
+                    }
+                }
             }
+            done = rows4;
+        }
+    }
+    for i in done..rows {
+        let row = &src[i * ld..i * ld + kc];
+        for (d, &v) in dst.chunks_exact_mut(w).zip(row) {
+            d[i] = v;
+        }
+    }
+    if rows < w {
+        for d in dst.chunks_exact_mut(w).take(kc) {
+            d[rows..].fill(0.0);
         }
     }
 }
@@ -695,24 +758,63 @@ fn with_buffer<R>(
 /// A raw pointer to C that tasks may share: each task writes a disjoint set of tiles.
 #[derive(Clone, Copy)]
 struct SyncPtr(*mut f32);
-// SAFETY: the pointer is only dereferenced inside `gemm_blocked`, where the tasks that share it
-// write pairwise disjoint tiles of C and C outlives the parallel section.
+// SAFETY: the pointer is only dereferenced inside `gemm_block`, and the tasks that share it
+// write pairwise disjoint blocks of C, which outlives the parallel section.
 unsafe impl Send for SyncPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SyncPtr {}
-
-/// `[lo, hi)` of part `i` when `total` items are cut into `parts` near-equal parts.
-fn part(total: usize, parts: usize, i: usize) -> (usize, usize) {
-    (i * total / parts, (i + 1) * total / parts)
-}
 
 // ---------------------------------------------------------------------------------------------
 // The blocked driver
 // ---------------------------------------------------------------------------------------------
 
+/// `[lo, hi)` of part `i` when `total` items are cut into `parts` near-equal parts whose inner
+/// boundaries are multiples of `align`.
+fn part(total: usize, parts: usize, align: usize, i: usize) -> (usize, usize) {
+    let cut = |j: usize| {
+        if j >= parts {
+            total
+        } else {
+            ((j * total / parts + align / 2) / align * align).min(total)
+        }
+    };
+    (cut(i), cut(i + 1))
+}
+
+/// How to cut C among `threads` workers: `tm` row blocks × `tn` column blocks (tm·tn =
+/// threads), each computed independently by one task.
+///
+/// The cost of a task, in cycles, is modelled as its share of the flops at 32 flops/cycle
+/// (columns counted in whole NR-wide panels, since padding columns are computed too) plus its
+/// packing, about one cycle per packed element: a row split makes every task pack all of B, a
+/// column split makes every task pack all of A. The cut with the cheapest slowest task wins: a
+/// skinny product (m = 64 or 100) is cut by columns, a square one by rows.
+fn plan(m: usize, n: usize, k: usize, nr: usize, threads: usize) -> (usize, usize) {
+    let mut best = (1, threads);
+    let mut best_cost = f64::INFINITY;
+    for tm in 1..=threads {
+        if !threads.is_multiple_of(tm) {
+            continue;
+        }
+        let tn = threads / tm;
+        let rows = m.div_ceil(tm);
+        let cols = n.div_ceil(tn).div_ceil(nr) * nr;
+        let cost = (rows * cols * k) as f64 / 16.0 + ((rows + cols) * k) as f64;
+        if cost < best_cost {
+            best = (tm, tn);
+            best_cost = cost;
+        }
+    }
+    best
+}
+
 /// The five-loop GotoBLAS algorithm around kernel `K`. Requires m, n, k > 0 and slice lengths
-/// already checked by `gemm_with_kernel`, and `K`'s instruction set available.
-/// `MR` and `NR` repeat `K::MR` and `K::NR` as const parameters (for the packing routines).
+/// already checked by `gemm_with_kernel`, and `K`'s instruction set available. `MR` and `NR`
+/// repeat `K::MR` and `K::NR` as const parameters (for the packing routines).
+///
+/// Large products are cut into one block of C per rayon thread ([`plan`]); each block runs
+/// the whole loop nest independently with its own packing buffers, so a call costs a single
+/// fork/join however many k and n passes it makes.
 fn gemm_blocked<K: Kernel, const MR: usize, const NR: usize>(
     s: &GemmShape,
     a: &[f32],
@@ -721,106 +823,136 @@ fn gemm_blocked<K: Kernel, const MR: usize, const NR: usize>(
     accumulate: bool,
 ) {
     const { assert!(K::MR == MR && K::NR == NR) };
-    let (m, n, k) = (s.m, s.n, s.k);
-    let (mr, nr) = (MR, NR);
     let threads = if gemm_flops(s) >= PARALLEL_MIN_FLOPS {
         rayon::current_num_threads().max(1)
     } else {
         1
     };
-    let m_panels = m.div_ceil(mr);
-    let n_panels_all = n.div_ceil(nr);
+    let c_ptr = SyncPtr(c.as_mut_ptr());
+    if threads == 1 {
+        // SAFETY: the only block is all of C, and nothing else touches C meanwhile.
+        unsafe { gemm_block::<K, MR, NR>(s, a, b, c_ptr, (0, s.m), (0, s.n), accumulate) };
+        return;
+    }
+    let (tm, tn) = plan(s.m, s.n, s.k, NR, threads);
+    let run = |t: usize| {
+        let rows = part(s.m, tm, 1, t / tn);
+        let cols = part(s.n, tn, NR, t % tn);
+        if rows.0 < rows.1 && cols.0 < cols.1 {
+            // SAFETY: the blocks (rows × cols) of different tasks are disjoint: `part` cuts
+            // 0..m and 0..n into disjoint ranges.
+            unsafe { gemm_block::<K, MR, NR>(s, a, b, c_ptr, rows, cols, accumulate) };
+        }
+    };
+    // Blocks 1.. go to the pool, block 0 runs right here. A thread outside the pool that waits
+    // for a rayon job sleeps on a lock and is woken by the OS, which costs ~20 µs on this VM
+    // (measured), as much as a small product; so the caller instead spins on a counter of
+    // unfinished blocks, for at most SPIN_LIMIT, before the scope's own (sleeping) wait. A
+    // pool thread skips the spin: rayon's wait lets it run other jobs, its own blocks included.
+    const SPIN_LIMIT: std::time::Duration = std::time::Duration::from_micros(500);
+    let left = AtomicUsize::new(tm * tn - 1);
+    rayon::in_place_scope(|scope| {
+        for t in 1..tm * tn {
+            let (run, left) = (&run, &left);
+            scope.spawn(move |_| {
+                run(t);
+                left.fetch_sub(1, Ordering::Release);
+            });
+        }
+        run(0);
+        if rayon::current_thread_index().is_none() {
+            let start = std::time::Instant::now();
+            'wait: while left.load(Ordering::Acquire) > 0 {
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                    if left.load(Ordering::Acquire) == 0 {
+                        break 'wait;
+                    }
+                }
+                if start.elapsed() > SPIN_LIMIT {
+                    break;
+                }
+            }
+        }
+    });
+}
+
+/// C[r0..r1, c0..c1] = op(A)[r0..r1, :] · op(B)[:, c0..c1] (+ C when `accumulate`), on the
+/// calling thread.
+///
+/// # Safety
+/// `K`'s instruction set is available; `c` points to the m×n C (length checked) and no other
+/// thread accesses its block `rows × cols` during the call; `a` and `b` hold op(A) and op(B).
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block<K: Kernel, const MR: usize, const NR: usize>(
+    s: &GemmShape,
+    a: &[f32],
+    b: &[f32],
+    c: SyncPtr,
+    (r0, r1): (usize, usize),
+    (c0, c1): (usize, usize),
+    accumulate: bool,
+) {
+    let (n, k) = (s.n, s.k);
     // Cut k into equal passes of at most KC (k = 784 → 4 × 196, not 3 × 256 + 16: a short
     // last pass would pay the C load/store of a whole pass for little work). Likewise n.
     let k_passes = k.div_ceil(K::KC);
-    let n_passes = n_panels_all.div_ceil(K::NC / nr);
     let kc_max = k.div_ceil(k_passes);
-    let nc_panels_max = n_panels_all.div_ceil(n_passes);
-    let c_ptr = SyncPtr(c.as_mut_ptr());
+    let n_panels = (c1 - c0).div_ceil(NR);
+    let n_passes = n_panels.div_ceil(K::NC / NR);
+    let nc_panels_max = n_panels.div_ceil(n_passes);
+    let mc_max = K::MC.min((r1 - r0).div_ceil(MR) * MR);
 
-    with_buffer(&PACK_B, nc_panels_max * kc_max * nr, |bpack| {
-        for jb in 0..n_passes {
-            let (jp_lo, jp_hi) = part(n_panels_all, n_passes, jb);
-            let jc = jp_lo * nr;
-            let n_panels = jp_hi - jp_lo;
-            for kb in 0..k_passes {
-                let (pc, pc_end) = part(k, k_passes, kb);
-                let kc = pc_end - pc;
-                // The first pass overwrites C (unless accumulating); later passes add to it.
-                let beta_one = accumulate || kb > 0;
+    with_buffer(&PACK_B, nc_panels_max * kc_max * NR, |bpack| {
+        with_buffer(&PACK_A, mc_max * kc_max, |apack| {
+            for jb in 0..n_passes {
+                let (jp0, jp1) = part(n_panels, n_passes, 1, jb);
+                let jc = c0 + jp0 * NR;
+                let jc_end = (c0 + jp1 * NR).min(c1);
+                for kb in 0..k_passes {
+                    let (pc, pc_end) = part(k, k_passes, 1, kb);
+                    let kc = pc_end - pc;
+                    // The first pass overwrites C (unless accumulating); later passes add to it.
+                    let beta_one = accumulate || kb > 0;
 
-                // Pack the B block kc×nc, one NR-wide panel per chunk.
-                let bp = &mut bpack[..n_panels * kc * nr];
-                let pack_b = |(jp, dst): (usize, &mut [f32])| {
-                    pack_b_panel::<NR>(s, b, jc + jp * nr, pc, kc, dst)
-                };
-                if threads > 1 && n_panels > 1 {
-                    bp.par_chunks_mut(kc * nr)
-                        .enumerate()
-                        .with_min_len(4)
-                        .for_each(pack_b);
-                } else {
-                    bp.chunks_mut(kc * nr).enumerate().for_each(pack_b);
-                }
-                let bp = &*bp;
+                    // Pack the B block op(B)[pc.., jc..jc_end] into NR-wide panels (L3/L2).
+                    let bp = &mut bpack[..(jp1 - jp0) * kc * NR];
+                    pack_b_block::<NR>(s, b, (jc, jc_end), pc, kc, bp);
+                    let bp = &*bp;
 
-                // Cut C[.., jc..jc+nc] into tasks: m_blocks row blocks × n_blocks column blocks.
-                let mut m_blocks = m_panels.div_ceil(K::MC / mr);
-                let mut n_blocks = 1;
-                if threads > 1 {
-                    if m_panels >= 4 * threads {
-                        // Plenty of rows: cut by rows only, into a multiple of the thread count.
-                        m_blocks = m_blocks.div_ceil(threads) * threads;
-                    } else {
-                        // Skinny (small m): cut the columns too so every thread has work.
-                        n_blocks = threads.min(n_panels);
-                    }
-                }
-                let task = |t: usize| {
-                    let (mb, nb) = (t / n_blocks, t % n_blocks);
-                    let (ip0, ip1) = part(m_panels, m_blocks, mb);
-                    let (jp0, jp1) = part(n_panels, n_blocks, nb);
-                    if ip0 == ip1 || jp0 == jp1 {
-                        return;
-                    }
-                    with_buffer(&PACK_A, (ip1 - ip0) * kc * mr, |apack| {
-                        for (ip, dst) in apack.chunks_mut(kc * mr).enumerate() {
-                            pack_a_panel::<MR>(s, a, (ip0 + ip) * mr, pc, kc, dst);
-                        }
-                        for jp in jp0..jp1 {
-                            let bpanel = bp[jp * kc * nr..][..kc * nr].as_ptr();
-                            let j0 = jc + jp * nr;
-                            let cols = nr.min(n - j0);
-                            for (ip, apanel) in apack.chunks(kc * mr).enumerate() {
-                                let i0 = (ip0 + ip) * mr;
-                                let rows = mr.min(m - i0);
-                                let apanel = apanel.as_ptr();
-                                let c = c_ptr;
-                                // SAFETY: K's instruction set was detected by the caller; the A
-                                // and B panels hold kc·MR and kc·NR floats; the C tile's valid
-                                // part (rows × cols at (i0, j0)) is inside the m×n C (length
-                                // checked) and no other task touches it (tasks own disjoint
-                                // row × column blocks).
+                    for ic in (r0..r1).step_by(K::MC) {
+                        let ic_end = (ic + K::MC).min(r1);
+                        // Pack the A block op(A)[ic..ic_end, pc..] into MR-tall panels (L2).
+                        let ap = &mut apack[..(ic_end - ic).div_ceil(MR) * MR * kc];
+                        pack_a_block::<MR>(s, a, (ic, ic_end), pc, kc, ap);
+                        let ap = &*ap;
+
+                        // The macro-kernel: every B panel (L1) against every A panel.
+                        for (jp, bpanel) in bp.chunks_exact(kc * NR).enumerate() {
+                            let j0 = jc + jp * NR;
+                            let cols = NR.min(jc_end - j0);
+                            for (ip, apanel) in ap.chunks_exact(kc * MR).enumerate() {
+                                let i0 = ic + ip * MR;
+                                let rows = MR.min(ic_end - i0);
+                                let (pa, pb) = (apanel.as_ptr(), bpanel.as_ptr());
+                                // SAFETY: the panels hold kc·MR and kc·NR floats; the tile's
+                                // valid part, rows × cols at (i0, j0), lies inside this task's
+                                // block of C, which the caller vouched for; the instruction
+                                // set is the caller's guarantee.
                                 unsafe {
-                                    let ctile = c.0.add(i0 * n + j0);
-                                    if rows == mr && cols == nr {
-                                        K::full(kc, apanel, bpanel, ctile, n, beta_one);
+                                    let ct = c.0.add(i0 * n + j0);
+                                    if rows == MR && cols == NR {
+                                        K::full(kc, pa, pb, ct, n, beta_one);
                                     } else {
-                                        K::edge(kc, apanel, bpanel, ctile, n, rows, cols, beta_one);
+                                        K::edge(kc, pa, pb, ct, n, rows, cols, beta_one);
                                     }
                                 }
                             }
                         }
-                    });
-                };
-                let tasks = m_blocks * n_blocks;
-                if threads > 1 && tasks > 1 {
-                    (0..tasks).into_par_iter().for_each(task);
-                } else {
-                    (0..tasks).for_each(task);
+                    }
                 }
             }
-        }
+        })
     });
 }
 
@@ -828,6 +960,7 @@ fn gemm_blocked<K: Kernel, const MR: usize, const NR: usize>(
 mod tests {
     use super::*;
     use crate::rng::Rng;
+    use rayon::prelude::*;
 
     fn random(len: usize, seed: u64) -> Vec<f32> {
         let mut rng = Rng::new(seed, 0);
