@@ -70,7 +70,7 @@ extern "C" __global__ void elbo_marginal_forward(const float* __restrict__ decod
         const float* row = decoded + (bk + k) * D;
         float acc = 0.0f;
         for (int d = lane; d < D; d += 32) acc += vae_nll(likelihood, row[d], xb[d], inv_var, log_norm);
-        acc = vae_warp_sum(acc);
+        acc = warp_sum(acc);
         if (lane == 0) nll[bk + k] = acc;
     }
     __syncthreads();  // makes this block's nll writes visible to warp 0
@@ -87,7 +87,7 @@ extern "C" __global__ void elbo_marginal_forward(const float* __restrict__ decod
         const float a = nll[bk + k] + kl[bk + k] - log_prior[k] + lq;
         if (q > 0.0f) u += q * a;
     }
-    u = vae_warp_sum(u);
+    u = warp_sum(u);
     if (lane == 0) loss[b] = u;
 }
 
@@ -121,7 +121,7 @@ extern "C" __global__ void elbo_marginal_backward(const float* __restrict__ deco
             const float a = nll[bk + k] + kl[bk + k] - log_prior[k] + lq;
             if (q > 0.0f) u += q * a;
         }
-        u = vae_warp_sum(u);
+        u = warp_sum(u);
         for (int k = lane; k < K; k += 32) {
             const float lq = (c[k] - m) - log_s;
             const float q = expf(lq);
@@ -163,7 +163,7 @@ extern "C" __global__ void elbo_labelled_forward(const float* __restrict__ decod
     float acc = 0.0f;
     for (int d = lane; d < D; d += 32)
         acc += vae_nll(likelihood, decoded[base + d], x[base + d], inv_var, log_norm);
-    acc = vae_warp_sum(acc);
+    acc = warp_sum(acc);
     if (lane == 0) {
         const unsigned int y = labels[row];
         nll[row] = acc;

@@ -45,14 +45,14 @@ __device__ __forceinline__ void gumbel_soft_row(const float* l, float* y, int co
         y[k] = s;
         m = fmaxf(m, s);
     }
-    m = vae_warp_max(m);
+    m = warp_max(m);
     float sum = 0.0f;
     for (int k = lane; k < cols; k += 32) {
         const float e = expf(y[k] - m);
         y[k] = e;
         sum += e;
     }
-    sum = vae_warp_sum(sum);
+    sum = warp_sum(sum);
     for (int k = lane; k < cols; k += 32) y[k] = y[k] / sum;
 }
 
@@ -87,8 +87,8 @@ extern "C" __global__ void gumbel_softmax_forward(const float* __restrict__ logi
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
-        const float ob = __shfl_xor_sync(VAE_FULL_MASK, best, o);
-        const int ok = __shfl_xor_sync(VAE_FULL_MASK, best_k, o);
+        const float ob = __shfl_xor_sync(SSVAE_FULL_MASK, best, o);
+        const int ok = __shfl_xor_sync(SSVAE_FULL_MASK, best_k, o);
         if (ob > best || (ob == best && ok < best_k)) {
             best = ob;
             best_k = ok;
@@ -115,7 +115,7 @@ extern "C" __global__ void gumbel_softmax_backward(const float* __restrict__ log
     gumbel_soft_row(logits + base, out, cols, base, inv_tau, key, lane);  // out = y (soft)
     float dot = 0.0f;
     for (int k = lane; k < cols; k += 32) dot += out[k] * g[k];
-    dot = vae_warp_sum(dot);
+    dot = warp_sum(dot);
     for (int k = lane; k < cols; k += 32) out[k] = inv_tau * out[k] * (g[k] - dot);
 }
 
@@ -136,7 +136,7 @@ extern "C" __global__ void categorical_kl_uniform_forward(const float* __restric
         const float p = expf(lp);
         if (p > 0.0f) acc += p * (lp + log_k);
     }
-    acc = vae_warp_sum(acc);
+    acc = warp_sum(acc);
     if (lane == 0) kl[row] = acc;
 }
 
@@ -159,7 +159,7 @@ extern "C" __global__ void categorical_kl_uniform_backward(const float* __restri
         const float p = expf(lp);
         if (p > 0.0f) kl += p * (lp + log_k);
     }
-    kl = vae_warp_sum(kl);
+    kl = warp_sum(kl);
     const float g = dkl[row];
     for (int k = lane; k < cols; k += 32) {
         const float lp = (l[k] - m) - log_s;

@@ -97,7 +97,7 @@ extern "C" __global__ void mixup_loss_forward(const float* __restrict__ logits,
         const float pk = pr[k];
         if (pk != 0.0f) ce += pk * ((c[k] - m) - log_s);
     }
-    ce = -vae_warp_sum(ce);
+    ce = -warp_sum(ce);
     float w2 = 0.0f;
     for (int j = lane; j < Z; j += 32) {
         const long long i = (long long)row * Z + j;
@@ -105,7 +105,7 @@ extern "C" __global__ void mixup_loss_forward(const float* __restrict__ logits,
         const float ds = sigma[i] - sigma_target[i];
         w2 += dm * dm + ds * ds;
     }
-    w2 = vae_warp_sum(w2);
+    w2 = warp_sum(w2);
     if (lane == 0) loss[row] = ce + latent_weight * w2;
 }
 
@@ -131,7 +131,7 @@ extern "C" __global__ void mixup_loss_backward(const float* __restrict__ logits,
     vae_warp_log_softmax_stats(c, K, lane, &m, &log_s);
     float psum = 0.0f;
     for (int k = lane; k < K; k += 32) psum += pr[k];
-    psum = vae_warp_sum(psum);
+    psum = warp_sum(psum);
     for (int k = lane; k < K; k += 32)
         d_logits[base + k] = g * (expf((c[k] - m) - log_s) * psum - pr[k]);
     const float cz = 2.0f * latent_weight * g;

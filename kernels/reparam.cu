@@ -60,7 +60,7 @@ extern "C" __global__ void reparam_forward(const float* __restrict__ mu,
         z[i] = m + expf(0.5f * lv) * philox_normal(key, (unsigned long long)i);
         acc += lv - expm1f(lv) - m * m;
     }
-    acc = vae_warp_sum(acc);
+    acc = warp_sum(acc);
     if (lane == 0) kl[row] = -0.5f * acc;
 }
 
@@ -108,7 +108,7 @@ extern "C" __global__ void gaussian_kl_forward(const float* __restrict__ mu_q,
         const float dm = mu_q[i] - mu_p[i];
         acc += expm1f(delta) - delta + dm * dm * expf(-logvar_p[i]);
     }
-    acc = vae_warp_sum(acc);
+    acc = warp_sum(acc);
     if (lane == 0) kl[row] = 0.5f * acc;
 }
 

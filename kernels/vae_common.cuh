@@ -13,23 +13,8 @@
 // without fast-math so that results agree with the CPU reference to a few ulp.
 #pragma once
 
+#include "common.cuh"  // warp_sum, warp_max (butterfly shuffles: every lane gets the result)
 #include "philox.cuh"
-
-#define VAE_FULL_MASK 0xffffffffu
-
-// Sum over the 32 lanes of a warp; every lane receives the total.
-__device__ __forceinline__ float vae_warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(VAE_FULL_MASK, v, o);
-    return v;
-}
-
-// Max over the 32 lanes of a warp; every lane receives it. fmaxf ignores NaN like Rust's f32::max.
-__device__ __forceinline__ float vae_warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(VAE_FULL_MASK, v, o));
-    return v;
-}
 
 __device__ __forceinline__ float vae_neg_inf() { return __int_as_float(0xff800000); }
 __device__ __forceinline__ float vae_nan() { return __int_as_float(0x7fc00000); }
@@ -58,10 +43,10 @@ __device__ __forceinline__ void vae_warp_log_softmax_stats(const float* row, int
                                                            float* m, float* log_s) {
     float mx = vae_neg_inf();
     for (int k = lane; k < n; k += 32) mx = fmaxf(mx, row[k]);
-    mx = vae_warp_max(mx);
+    mx = warp_max(mx);
     float s = 0.0f;
     for (int k = lane; k < n; k += 32) s += expf(row[k] - mx);
-    s = vae_warp_sum(s);
+    s = warp_sum(s);
     *m = mx;
     *log_s = logf(s);
 }
