@@ -1,6 +1,7 @@
 //! ssvae
 pub mod autograd;
 pub mod backend;
+pub mod bench;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -1,12 +1,23 @@
-//! The `ssvae` command line: `train` (and, as they land, `eval`, `sample`, `bench`).
+//! The `ssvae` command line: `train` (with per-epoch checkpoints, a metrics log, exact
+//! `--resume`), `eval` (test error, ELBO, importance-weighted bound, clustering ACC/NMI of a
+//! checkpoint), `sample` (class-conditional and analogy grids as PNG) and `bench` (a quick
+//! table of the engine's speed on this machine).
 
-use clap::{Parser, Subcommand};
-use ssvae::data::{self, DatasetName};
-use ssvae::models::{self, Arch, ModelKind, ModelSpec};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ssvae::data::{self, Dataset, DatasetName, SemiSupervised};
+use ssvae::models::{self, Arch, Model, ModelKind, ModelSpec};
 use ssvae::rng::Rng;
-use ssvae::train::{fit, TrainConfig};
-use ssvae::{Device, Error, Result};
-use std::path::PathBuf;
+use ssvae::train::checkpoint::{self, RunConfig};
+use ssvae::train::log::MetricsLog;
+use ssvae::train::{
+    evaluate_all, fit_with, grid, iwae_bound, EpochReport, Observer, StepInfo, TrainConfig,
+    TrainState, INIT_STREAM,
+};
+use ssvae::{bench, Device, Error, Result};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -23,6 +34,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model and report per-epoch loss, ELBO and test error.
+    ///
+    /// Writes DIR/metrics.csv (a row per epoch) and a checkpoint after every epoch
+    /// (DIR/epoch-NNNN/, the newest named by DIR/LATEST).
     Train {
         /// vae | m1 | m2 | m1m2 | gmvae | shot | classifier (labels only: the baseline)
         #[arg(long, default_value = "m2")]
@@ -56,26 +70,164 @@ enum Command {
         z_dim: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Encoder/decoder family: mlp | conv
+        #[arg(long, default_value = "mlp")]
+        arch: String,
+        /// Run directory for metrics.csv and checkpoints
+        /// [default: runs/<model>-<dataset>-<labels>-s<seed>]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in DIR exactly where its last checkpoint stopped (its saved
+        /// settings apply; only --epochs, --device and --data-dir may be given)
+        #[arg(long, value_name = "DIR")]
+        resume: Option<PathBuf>,
+        /// Start over in an --out directory that already holds a checkpoint
+        #[arg(long)]
+        overwrite: bool,
         /// Steps per epoch [default: one pass over the unlabelled pool]
         #[arg(long)]
         steps_per_epoch: Option<usize>,
-        /// cpu (the CUDA backend is selected with cuda once it lands)
+        /// auto | cpu | cuda (auto: the best available; the CPU until the CUDA backend lands)
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Evaluate a checkpoint on the test set: error, ELBO, clustering ACC/NMI, and with
+    /// --iwae-k K the importance-weighted bound on log p(x).
+    Eval {
+        /// A run directory (its latest checkpoint) or a checkpoint directory
+        dir: PathBuf,
+        /// Samples of the importance-weighted bound log p(x) ≥ E log 1/K Σ p(x,h)/q(h|x)
+        /// (0 skips it; 5000 is the usual choice)
+        #[arg(long, default_value_t = 0)]
+        iwae_k: usize,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// auto | cpu | cuda
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Draw image grids from a checkpoint: one row per class and one column per z ~ N(0, I),
+    /// or with --analogy a test image's style decoded with every class.
+    Sample {
+        /// A run directory (its latest checkpoint) or a checkpoint directory
+        dir: PathBuf,
+        /// The PNG to write [default: DIR/samples.png, or DIR/analogy.png]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Rows: classes shown (the first R) [default: all], or test images with --analogy
+        /// [default: 10]
+        #[arg(long)]
+        rows: Option<usize>,
+        /// Columns: z samples per class [default: 10] (with --analogy, one per class)
+        #[arg(long)]
+        cols: Option<usize>,
+        /// The analogy grid: each row a test image, then its style with every class
+        #[arg(long)]
+        analogy: bool,
+        /// Enlarge every image this many times (nearest neighbour), e.g. 4 for 8×8 digits
+        #[arg(long, default_value_t = 1)]
+        scale: usize,
+        /// Seed of the z draws (and of the choice of test images)
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// auto | cpu | cuda
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Measure GEMM, convolution, elementwise and M2 training-step speed on this machine.
+    Bench {
+        /// auto | cpu | cuda
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Fewer repetitions and smaller arrays (seconds rather than a minute)
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
+/// The one place that maps a `--device` value to a [`Device`]. `auto` picks the best device
+/// available; until the CUDA backend lands that is the CPU.
 fn parse_device(s: &str) -> Result<Device> {
     match s {
         "cpu" | "auto" => Ok(Device::Cpu),
+        "cuda" => Err(Error::invalid(
+            "--device",
+            "CUDA backend not available in this build yet (use --device cpu)",
+        )),
+        other if other.starts_with("cuda:") => Err(Error::invalid(
+            "--device",
+            "CUDA backend not available in this build yet (use --device cpu)",
+        )),
         other => Err(Error::invalid(
             "--device",
-            format!("unknown device '{other}' (expected auto, cpu)"),
+            format!("unknown device '{other}' (expected auto, cpu or cuda)"),
         )),
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// `Ok` when `v` is positive, else an error for `flag`.
+fn positive(flag: &'static str, v: usize) -> Result<()> {
+    if v == 0 {
+        return Err(Error::invalid(flag, "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// Models whose classifier output is a cluster, not a class: no test error for them.
+fn is_clustering(kind: ModelKind) -> bool {
+    kind == ModelKind::Gmvae
+}
+
+/// The semi-supervised split of a run, with errors phrased for `--labels`.
+fn make_split(train: &Dataset, labels: usize, seed: u64) -> Result<SemiSupervised> {
+    data::split(&train.y, train.classes, labels, 0, seed).map_err(|e| match e {
+        Error::Invalid { why, .. } => Error::invalid("--labels", why),
+        e => e,
+    })
+}
+
+/// Datasets of a saved run, checked against the sizes the checkpoint recorded.
+fn load_run_data(rc: &RunConfig, data_dir: Option<PathBuf>) -> Result<data::TrainTest> {
+    let name: DatasetName = rc.dataset.parse()?;
+    let dir = data_dir.unwrap_or_else(data::default_data_dir);
+    let tt = data::load(name, &dir)?;
+    let (c, h, w) = rc.model.input;
+    if tt.train.n != rc.model.n_train
+        || (tt.train.channels, tt.train.height, tt.train.width) != (c, h, w)
+    {
+        return Err(Error::msg(format!(
+            "the {name} data in {} ({} training images of {}×{}×{}) is not what the checkpoint was trained on ({} of {c}×{h}×{w})",
+            dir.display(),
+            tt.train.n,
+            tt.train.channels,
+            tt.train.height,
+            tt.train.width,
+            rc.model.n_train
+        )));
+    }
+    Ok(tt)
+}
+
+/// The ids of `sub`'s arguments given on the command line (not defaulted).
+fn given_flags(matches: &clap::ArgMatches, sub: &str) -> Vec<String> {
+    let (Some(m), Some(cmd)) = (
+        matches.subcommand_matches(sub),
+        Cli::command().find_subcommand(sub).cloned(),
+    ) else {
+        return Vec::new();
+    };
+    cmd.get_arguments()
+        .map(|a| a.get_id().as_str().to_string())
+        .filter(|id| m.value_source(id) == Some(ValueSource::CommandLine))
+        .collect()
+}
+
+/// Flags of `train` that `--resume` accepts (the rest come from the checkpoint).
+const RESUME_FLAGS: [&str; 4] = ["resume", "epochs", "device", "data_dir"];
+
+fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
     match cli.command {
         Command::Train {
             model,
@@ -90,21 +242,73 @@ fn run(cli: Cli) -> Result<()> {
             hidden,
             z_dim,
             seed,
+            arch,
+            out,
+            resume,
+            overwrite,
             steps_per_epoch,
             device,
         } => {
             let device = parse_device(&device)?;
+            let given = given_flags(matches, "train");
+            positive("--epochs", epochs)?;
+            if let Some(dir) = resume {
+                let extra: Vec<String> = given
+                    .iter()
+                    .filter(|id| !RESUME_FLAGS.contains(&id.as_str()))
+                    .map(|id| format!("--{}", id.replace('_', "-")))
+                    .collect();
+                if !extra.is_empty() {
+                    return Err(Error::invalid(
+                        "--resume",
+                        format!(
+                            "continues the run in {} with its saved settings, so {} cannot be given (allowed: --epochs, --device, --data-dir)",
+                            dir.display(),
+                            extra.join(", ")
+                        ),
+                    ));
+                }
+                let epochs = given.iter().any(|g| g == "epochs").then_some(epochs);
+                return resume_run(&dir, epochs, device, data_dir);
+            }
+            positive("--batch-size", batch_size)?;
+            positive("--labelled-batch", labelled_batch)?;
+            positive("--hidden", hidden)?;
+            positive("--z-dim", z_dim)?;
+            if let Some(s) = steps_per_epoch {
+                positive("--steps-per-epoch", s)?;
+            }
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(Error::invalid(
+                    "--lr",
+                    format!("must be a positive number, not {lr}"),
+                ));
+            }
+            let kind: ModelKind = model.parse()?;
             let name: DatasetName = dataset.parse()?;
+            let arch: Arch = arch.parse()?;
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from("runs").join(format!("{kind}-{name}-{labels}-s{seed}"))
+            });
+            if checkpoint::exists(&out) {
+                if !overwrite {
+                    return Err(Error::msg(format!(
+                        "{} already holds a checkpoint; continue it with `ssvae train --resume {}`, start over with --overwrite, or choose another --out",
+                        out.display(),
+                        out.display()
+                    )));
+                }
+                checkpoint::clear(&out)?;
+            }
             let dir = data_dir.unwrap_or_else(data::default_data_dir);
             let tt = data::load(name, &dir)?;
-            let split = data::split(&tt.train.y, tt.train.classes, labels, 0, seed)?;
+            let split = make_split(&tt.train, labels, seed)?;
             let n = tt.train.n as f32;
             let alpha = alpha.unwrap_or(0.1 * n / labels.max(1) as f32);
-            let mut rng = Rng::new(seed, 0x1417);
-            let kind: ModelKind = model.parse()?;
+            let mut rng = Rng::new(seed, INIT_STREAM);
             let spec = ModelSpec {
                 kind,
-                arch: Arch::Mlp,
+                arch,
                 input: (tt.train.channels, tt.train.height, tt.train.width),
                 classes: tt.train.classes,
                 hidden,
@@ -128,37 +332,416 @@ fn run(cli: Cli) -> Result<()> {
                 use_unlabelled,
             };
             println!(
-                "training {} on {} ({} train, {} test), {} labels, alpha {alpha:.1}, {epochs} epochs, device {device}",
+                "training {} on {} ({} train, {} test), {} labels, alpha {alpha:.1}, {epochs} epochs, device {device} → {}",
                 model.name(),
                 name,
                 tt.train.n,
                 tt.test.n,
-                split.labelled.len()
+                split.labelled.len(),
+                out.display()
             );
-            fit(model.as_ref(), &tt.train, &tt.test, &split, &cfg, |r| {
-                let terms: Vec<String> =
-                    r.train.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
-                let elbo = r
-                    .test_neg_elbo
-                    .map(|v| format!(" test ELBO {:.2}", -v))
-                    .unwrap_or_default();
-                println!(
-                    "epoch {:>3}  {:.1}s  {:.0} ex/s  {}  test error {:.2}%{elbo}",
-                    r.epoch,
-                    r.wall_s,
-                    r.examples_per_s,
-                    terms.join("  "),
-                    100.0 * r.test_error
-                );
-                Ok(())
-            })?;
-            Ok(())
+            let rc = RunConfig {
+                format: checkpoint::FORMAT_VERSION,
+                model: spec,
+                dataset: name.to_string(),
+                labels,
+                seed,
+                train: cfg,
+                epoch: 0,
+                step: 0,
+            };
+            std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+            let state = TrainState::new(model.as_ref(), &split, &rc.train)?;
+            let log = MetricsLog::create(&out)?;
+            train_loop(&out, rc, model.as_ref(), &tt, &split, state, log, None)
         }
+        Command::Eval {
+            dir,
+            iwae_k,
+            data_dir,
+            device,
+        } => eval_cmd(&dir, iwae_k, data_dir, parse_device(&device)?),
+        Command::Sample {
+            dir,
+            out,
+            rows,
+            cols,
+            analogy,
+            scale,
+            seed,
+            data_dir,
+            device,
+        } => sample_cmd(
+            &dir,
+            out,
+            (rows, cols, scale),
+            analogy,
+            seed,
+            data_dir,
+            parse_device(&device)?,
+        ),
+        Command::Bench { device, quick } => bench_cmd(parse_device(&device)?, quick),
     }
 }
 
+/// `train --resume DIR`: rebuild model, optimiser, RNG and batchers from DIR's latest
+/// checkpoint and continue to `epochs` (default: the run's own target).
+fn resume_run(
+    dir: &Path,
+    epochs: Option<usize>,
+    device: Device,
+    data_dir: Option<PathBuf>,
+) -> Result<()> {
+    let (ckpt, mut rc, model) = checkpoint::load_model(dir, device)?;
+    // The run directory: DIR itself, or the parent when DIR is a checkpoint directory.
+    let run_dir = if ckpt == dir {
+        dir.parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    } else {
+        dir.to_path_buf()
+    };
+    rc.train.device = device;
+    if let Some(e) = epochs {
+        rc.train.epochs = e;
+    }
+    if rc.epoch >= rc.train.epochs {
+        println!(
+            "{} is already at epoch {} of {}; pass --epochs N with N > {} to train further",
+            run_dir.display(),
+            rc.epoch,
+            rc.train.epochs,
+            rc.epoch
+        );
+        return Ok(());
+    }
+    let tt = load_run_data(&rc, data_dir)?;
+    let split = make_split(&tt.train, rc.labels, rc.seed)?;
+    if split.labelled.len() != rc.model.n_labelled {
+        return Err(Error::msg(format!(
+            "the split of {} labels has {} labelled examples, the checkpoint {}",
+            rc.labels,
+            split.labelled.len(),
+            rc.model.n_labelled
+        )));
+    }
+    let state = checkpoint::load_train_state(&ckpt, model.as_ref(), &split, &rc.train)?;
+    let log = MetricsLog::resume(&run_dir, rc.epoch)?;
+    println!(
+        "resuming {} on {} from {} (epoch {}, step {}) to epoch {}, device {device}",
+        model.name(),
+        rc.dataset,
+        ckpt.display(),
+        rc.epoch,
+        rc.step,
+        rc.train.epochs
+    );
+    train_loop(
+        &run_dir,
+        rc,
+        model.as_ref(),
+        &tt,
+        &split,
+        state,
+        log,
+        Some(ckpt),
+    )
+}
+
+/// What `train` does after each step and epoch: progress bar, metrics row, checkpoint, line.
+struct CliObserver<'a> {
+    run_dir: &'a Path,
+    rc: RunConfig,
+    model: &'a dyn Model,
+    log: MetricsLog,
+    bar: Option<ProgressBar>,
+    show_bar: bool,
+    /// The newest checkpoint on disk.
+    last_ckpt: Option<PathBuf>,
+}
+
+impl CliObserver<'_> {
+    fn bar_for(&mut self, info: &StepInfo) -> &ProgressBar {
+        self.bar.get_or_insert_with(|| {
+            let style = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} steps  {msg}  eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            let pb = ProgressBar::with_draw_target(
+                Some(info.steps_per_epoch as u64),
+                ProgressDrawTarget::stderr_with_hz(8),
+            )
+            .with_style(style);
+            pb.set_prefix(format!("epoch {:>3}", info.epoch));
+            pb
+        })
+    }
+}
+
+impl Observer for CliObserver<'_> {
+    fn on_step(&mut self, info: &StepInfo) {
+        if !self.show_bar {
+            return;
+        }
+        let pb = self.bar_for(info);
+        pb.set_message(format!(
+            "{:.0} ex/s",
+            info.examples as f64 / info.elapsed_s.max(1e-9)
+        ));
+        pb.set_position(info.step_in_epoch as u64);
+    }
+
+    fn on_epoch(&mut self, r: &EpochReport, state: &TrainState) -> Result<()> {
+        if let Some(pb) = self.bar.take() {
+            pb.finish_and_clear();
+        }
+        let clustering = is_clustering(self.rc.model.kind);
+        self.log.append(r, !clustering)?;
+        let path = checkpoint::save(self.run_dir, &self.rc, self.model, state)?;
+        self.last_ckpt = Some(path);
+        println!("{}", epoch_line(r, clustering));
+        std::io::stdout()
+            .flush()
+            .map_err(|e| Error::io("stdout", e))?;
+        Ok(())
+    }
+}
+
+fn epoch_line(r: &EpochReport, clustering: bool) -> String {
+    let terms: Vec<String> = r.train.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
+    let mut s = format!(
+        "epoch {:>3}  {:.1}s  {:.0} ex/s  {}",
+        r.epoch,
+        r.wall_s,
+        r.examples_per_s,
+        terms.join("  ")
+    );
+    if !clustering && !r.test_error.is_nan() {
+        s += &format!("  test error {:.2}%", 100.0 * r.test_error);
+    }
+    if let Some(v) = r.test_neg_elbo {
+        s += &format!("  ELBO {:.2}", -v);
+    }
+    if let (Some(a), Some(n)) = (r.test_acc, r.test_nmi) {
+        s += &format!("  ACC {:.2}%  NMI {:.3}", 100.0 * a, n);
+    }
+    s
+}
+
+/// Train from `state` to `rc.train.epochs`, checkpointing into `run_dir` after each epoch.
+/// A non-finite loss stops training with a message naming the last good checkpoint.
+#[allow(clippy::too_many_arguments)]
+fn train_loop(
+    run_dir: &Path,
+    rc: RunConfig,
+    model: &dyn Model,
+    tt: &data::TrainTest,
+    split: &SemiSupervised,
+    mut state: TrainState,
+    log: MetricsLog,
+    last_ckpt: Option<PathBuf>,
+) -> Result<()> {
+    let cfg = rc.train.clone();
+    let mut obs = CliObserver {
+        run_dir,
+        rc,
+        model,
+        log,
+        bar: None,
+        show_bar: std::io::stdout().is_terminal(),
+        last_ckpt,
+    };
+    let result = fit_with(
+        model, &tt.train, &tt.test, split, &cfg, &mut state, &mut obs,
+    );
+    if let Some(pb) = obs.bar.take() {
+        pb.abandon();
+    }
+    match result {
+        Ok(_) => {
+            if let Some(p) = &obs.last_ckpt {
+                println!(
+                    "checkpoint {}  metrics {}",
+                    p.display(),
+                    obs.log.path().display()
+                );
+            }
+            Ok(())
+        }
+        Err(Error::NonFinite { what }) => {
+            let hint = match &obs.last_ckpt {
+                Some(p) => format!(
+                    "training stopped; the last good checkpoint is {} (intact): `ssvae train --resume {}` continues from it, or start over with a lower --lr",
+                    p.display(),
+                    run_dir.display()
+                ),
+                None => "training stopped before the first epoch ended, so no checkpoint was written; try a lower --lr".to_string(),
+            };
+            Err(Error::NonFinite {
+                what: format!("{what}; {hint}"),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.2}%", 100.0 * v)
+}
+
+/// `eval DIR`.
+fn eval_cmd(dir: &Path, iwae_k: usize, data_dir: Option<PathBuf>, device: Device) -> Result<()> {
+    let (ckpt, mut rc, model) = checkpoint::load_model(dir, device)?;
+    rc.train.device = device;
+    let tt = load_run_data(&rc, data_dir)?;
+    println!(
+        "{}: {} on {}, {} labels, seed {}, epoch {} (step {})",
+        ckpt.display(),
+        model.name(),
+        rc.dataset,
+        rc.labels,
+        rc.seed,
+        rc.epoch,
+        rc.step
+    );
+    let ev = evaluate_all(model.as_ref(), &tt.test, &rc.train)?;
+    let clustering = is_clustering(rc.model.kind);
+    if let Some(e) = ev.error.filter(|_| !clustering) {
+        println!("test error       {}", pct(e));
+    }
+    if let Some(v) = ev.neg_elbo {
+        println!("test ELBO        {:.3} nats", -v);
+    }
+    if let (Some(a), Some(n)) = (ev.acc, ev.nmi) {
+        println!("clustering ACC   {}", pct(a));
+        println!("clustering NMI   {n:.4}");
+    }
+    if iwae_k > 0 {
+        let bar = (std::io::stdout().is_terminal()).then(|| {
+            let style =
+                ProgressStyle::with_template("IWAE [{bar:30}] {pos}/{len} examples  eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
+            ProgressBar::new(tt.test.n as u64).with_style(style)
+        });
+        let bound = iwae_bound(
+            model.as_ref(),
+            &tt.test,
+            iwae_k,
+            2048,
+            rc.seed,
+            device,
+            |done, _| {
+                if let Some(b) = &bar {
+                    b.set_position(done as u64);
+                }
+            },
+        );
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        println!("test IWAE (K={iwae_k}) {:.3} nats", bound?);
+    }
+    Ok(())
+}
+
+/// `sample DIR`.
+#[allow(clippy::too_many_arguments)]
+fn sample_cmd(
+    dir: &Path,
+    out: Option<PathBuf>,
+    (rows, cols, scale): (Option<usize>, Option<usize>, usize),
+    analogy: bool,
+    seed: u64,
+    data_dir: Option<PathBuf>,
+    device: Device,
+) -> Result<()> {
+    let (ckpt, rc, model) = checkpoint::load_model(dir, device)?;
+    let run_dir = if ckpt == dir {
+        dir.parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    } else {
+        dir.to_path_buf()
+    };
+    let k = rc.model.classes;
+    let mut rng = Rng::new(seed, 0x5A3F);
+    let (g, default_name) = if analogy {
+        if cols.is_some() {
+            return Err(Error::invalid(
+                "--cols",
+                "does not apply with --analogy (one column per class)",
+            ));
+        }
+        let rows = rows.unwrap_or(10);
+        positive("--rows", rows)?;
+        let tt = load_run_data(&rc, data_dir)?;
+        if rows > tt.test.n {
+            return Err(Error::invalid(
+                "--rows",
+                format!("{rows} rows but the test set has {} images", tt.test.n),
+            ));
+        }
+        let mut idx: Vec<usize> = (0..tt.test.n).collect();
+        rng.shuffle(&mut idx);
+        idx.truncate(rows);
+        (
+            grid::analogy_grid(model.as_ref(), &tt.test, &idx, k, device)?,
+            "analogy.png",
+        )
+    } else {
+        let rows = rows.unwrap_or(k);
+        let cols = cols.unwrap_or(10);
+        positive("--rows", rows)?;
+        positive("--cols", cols)?;
+        if rows > k {
+            return Err(Error::invalid(
+                "--rows",
+                format!("{rows} rows but the model has {k} classes"),
+            ));
+        }
+        let classes: Vec<usize> = (0..rows).collect();
+        (
+            grid::class_grid(model.as_ref(), &rc.model, &classes, cols, &mut rng, device)?,
+            "samples.png",
+        )
+    };
+    positive("--scale", scale)?;
+    let g = g.scaled(scale);
+    let out = out.unwrap_or_else(|| run_dir.join(default_name));
+    g.write_png(&out)?;
+    let (w, h) = g.image_size();
+    println!(
+        "wrote {} ({}×{} tiles, {w}×{h} pixels) from {}",
+        out.display(),
+        g.rows,
+        g.cols,
+        ckpt.display()
+    );
+    Ok(())
+}
+
+/// `bench`.
+fn bench_cmd(device: Device, quick: bool) -> Result<()> {
+    println!(
+        "ssvae bench on {device} ({} threads){}",
+        rayon::current_num_threads(),
+        if quick { ", quick" } else { "" }
+    );
+    println!("{}", bench::header());
+    bench::run(device, quick, |m| {
+        println!("{}", bench::format_line(m));
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    match run(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

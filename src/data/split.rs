@@ -203,6 +203,72 @@ impl Batcher {
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
+
+    /// Where the batcher stands (current order, cursor, epoch, shuffling RNG), so that a
+    /// checkpoint can resume the exact same sequence of batches.
+    pub fn state(&self) -> BatcherState {
+        let (seed, stream, next_block) = self.rng.state();
+        BatcherState {
+            order: self.order.clone(),
+            pos: self.pos,
+            epoch: self.epoch,
+            rng: (seed, stream, next_block),
+        }
+    }
+
+    /// A batcher over `indices` in batches of `batch_size` that continues from `state`.
+    /// Errors: a zero batch size, or a state whose order is not a permutation of `indices` or
+    /// whose cursor is past its end (a checkpoint from another split).
+    pub fn from_state(indices: &[usize], batch_size: usize, state: BatcherState) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(Error::invalid("Batcher", "batch size must be positive"));
+        }
+        let mut a = indices.to_vec();
+        let mut b = state.order.clone();
+        a.sort_unstable();
+        b.sort_unstable();
+        if a != b || a.is_empty() {
+            return Err(Error::invalid(
+                "Batcher",
+                format!(
+                    "saved order of {} indices is not a permutation of the {} indices to batch",
+                    state.order.len(),
+                    indices.len()
+                ),
+            ));
+        }
+        if state.pos > state.order.len() {
+            return Err(Error::invalid(
+                "Batcher",
+                format!(
+                    "saved cursor {} is past the {} indices",
+                    state.pos,
+                    state.order.len()
+                ),
+            ));
+        }
+        let (seed, stream, next_block) = state.rng;
+        Ok(Batcher {
+            order: state.order,
+            batch_size,
+            pos: state.pos,
+            epoch: state.epoch,
+            rng: Rng::from_state(seed, stream, next_block),
+        })
+    }
+}
+
+/// A [`Batcher`]'s position: see [`Batcher::state`] and [`Batcher::from_state`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BatcherState {
+    /// The current epoch's order.
+    pub order: Vec<usize>,
+    /// Next position in `order`.
+    pub pos: usize,
+    /// Completed passes.
+    pub epoch: usize,
+    /// The shuffling generator's (seed, stream, next block), as [`Rng::state`].
+    pub rng: (u64, u32, u64),
 }
 
 /// Copy records `idx` of `ds` into a contiguous `(idx.len() × dim, idx.len())` pair, in the

@@ -177,4 +177,68 @@ impl Model for M2 {
     fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         self.unlabelled_bound(x, rng)
     }
+
+    fn log_weights(&self, x: &Tensor, k: usize, rng: &mut Rng) -> Result<Tensor> {
+        self.importance_weights(x, k, rng)
+    }
+
+    fn decode_class(&self, z: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.decode(z, y)
+    }
+
+    fn style(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.style_mean(x, y)
+    }
+}
+
+// Evaluation and sampling hooks (kept apart from the training bounds above).
+impl M2 {
+    /// The mean μ(x, y) of q(z|x,y) for inputs `x` [n, D] and one-hot `y` [n, K].
+    pub fn style_mean(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let hx = self.enc_x.forward(x)?;
+        Ok(self.encode_z(&hx, y)?.0)
+    }
+
+    /// `[n, k]` log importance weights with y summed out exactly: for each of the k draws, one
+    /// z_y ~ q(z|x,y) per class y, and
+    ///   w = Σ_y p(y)·p(x|y,z_y)·p(z_y) / q(z_y|x,y),
+    /// an unbiased estimate of p(x) (q(y|x) is not needed: y is enumerated, not sampled). Its
+    /// k = 1 bound is, in expectation, already at least the ELBO −U(x). Costs k·K decoder
+    /// passes per example.
+    pub fn importance_weights(&self, x: &Tensor, k: usize, rng: &mut Rng) -> Result<Tensor> {
+        let classes = self.cfg.classes;
+        let n = x.dim("m2 log_weights", 0)?;
+        if k == 0 {
+            return Err(Error::invalid("m2 log_weights", "k must be positive"));
+        }
+        let per = k * classes;
+        let hx = self.enc_x.forward(x)?.repeat_interleave(per)?;
+        let ys: Vec<u32> = (0..n * k).flat_map(|_| 0..classes as u32).collect();
+        let y = Tensor::one_hot(&ys, classes, self.device)?;
+        let (mu, lv) = self.encode_z(&hx, &y)?;
+        let eps = Tensor::randn(
+            mu.shape().clone(),
+            rng.next_key(mu.elem_count()),
+            self.device,
+        )?;
+        let z = mu.add(&lv.mul_scalar(0.5)?.exp()?.mul(&eps)?)?;
+        let log_px = self
+            .decode(&z, &y)?
+            .bce_with_logits_rows(&x.repeat_interleave(per)?)?
+            .neg()?;
+        // log N(z; 0, I) − log N(z; μ, σ²) = ½ Σ_d (ε² − z² + log σ²); the 2π terms cancel.
+        let log_ratio = eps
+            .square()?
+            .sub(&z.square()?)?
+            .add(&lv)?
+            .sum(1)?
+            .mul_scalar(0.5)?;
+        let log_prior = -(classes as f32).ln();
+        log_px
+            .add(&log_ratio)?
+            .add_scalar(log_prior)?
+            .reshape([n * k, classes])?
+            .logsumexp()?
+            .reshape([n, k])
+    }
 }

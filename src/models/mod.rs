@@ -14,7 +14,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The models `ssvae train --model` knows.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     Vae,
     M1,
@@ -73,7 +74,8 @@ impl FromStr for ModelKind {
 }
 
 /// Encoder/decoder family.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Arch {
     Mlp,
     Conv,
@@ -104,7 +106,7 @@ impl FromStr for Arch {
 }
 
 /// Everything needed to rebuild a model (what a checkpoint's config records).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelSpec {
     pub kind: ModelKind,
     pub arch: Arch,
@@ -194,4 +196,40 @@ pub trait Model: Module {
     fn has_elbo(&self) -> bool {
         true
     }
+    /// Whether [`Model::classify`] exists (false for a purely generative model); evaluation
+    /// reports test error, clustering ACC and NMI only for models that classify.
+    fn classifies(&self) -> bool {
+        true
+    }
+    /// Log importance weights for the importance-weighted bound (Burda et al., 2016):
+    /// `[n, k]` entries log p(x, h_j) − log q(h_j | x) for k independent draws h_j ~ q(·|x) of
+    /// the latent variables, so that log (1/k) Σ_j exp(w_ij) ≤ log p(x_i) in expectation.
+    /// Draws come from `rng`. Not every model has it (the default is an error).
+    fn log_weights(&self, _x: &Tensor, _k: usize, _rng: &mut Rng) -> Result<Tensor> {
+        Err(unsupported(
+            self.name(),
+            "importance weights (eval --iwae-k)",
+        ))
+    }
+    /// Bernoulli logits of p(x | y, z) [n, D] for latent codes `z` [n, z_dim] and one-hot
+    /// classes `y` [n, K]: the hook of `ssvae sample`. The default is an error.
+    fn decode_class(&self, _z: &Tensor, _y: &Tensor) -> Result<Tensor> {
+        Err(unsupported(
+            self.name(),
+            "class-conditional decoding (sample)",
+        ))
+    }
+    /// The mean of q(z | x, y) [n, z_dim] for inputs `x` [n, D] and one-hot `y` [n, K]: the
+    /// "style" of `x` given its class, for analogies. The default is an error.
+    fn style(&self, _x: &Tensor, _y: &Tensor) -> Result<Tensor> {
+        Err(unsupported(
+            self.name(),
+            "inferring a style z from (x, y) (sample --analogy)",
+        ))
+    }
+}
+
+/// The error of a [`Model`] hook that `model` does not implement.
+pub fn unsupported(model: &'static str, what: &str) -> Error {
+    Error::invalid(model, format!("{what} is not supported by this model yet"))
 }

@@ -2,7 +2,7 @@
 //! option. One fused kernel per parameter tensor does the whole update (see `AdamStep`).
 
 use crate::backend::AdamStep;
-use crate::{no_grad, GradStore, Result, Tensor};
+use crate::{no_grad, Error, GradStore, Result, Tensor};
 
 /// Adam's hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -90,5 +90,50 @@ impl Adam {
     /// The moment tensors, in parameter order (for checkpoints).
     pub fn moments(&self) -> &[(Tensor, Tensor)] {
         &self.moments
+    }
+
+    /// The parameters updated, in order.
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+
+    /// Restore the step count and the moments (first, second) of every parameter, in parameter
+    /// order, as saved from [`Adam::moments`] and `t`: the next step is then exactly the one
+    /// the saved optimiser would have taken. Values are copied into the existing buffers on
+    /// the parameters' devices. Errors: a count or shape that differs from the parameters'.
+    pub fn load_state(&mut self, t: u64, moments: &[(Tensor, Tensor)]) -> Result<()> {
+        if moments.len() != self.params.len() {
+            return Err(Error::invalid(
+                "Adam::load_state",
+                format!(
+                    "{} moment pairs for {} parameters",
+                    moments.len(),
+                    self.params.len()
+                ),
+            ));
+        }
+        for (i, ((m, v), p)) in moments.iter().zip(&self.params).enumerate() {
+            for t in [m, v] {
+                if t.dims() != p.dims() {
+                    return Err(Error::shape(
+                        "Adam::load_state",
+                        t.dims(),
+                        p.dims(),
+                        format!("moment of parameter {i} has another shape"),
+                    ));
+                }
+            }
+        }
+        for ((m, v), (dm, dv)) in moments.iter().zip(&self.moments) {
+            // Copy first, then lock for writing (the source may share the destination's lock).
+            let (sm, sv) = (
+                m.storage().to_device(dm.device())?,
+                v.storage().to_device(dv.device())?,
+            );
+            *dm.storage_mut() = sm;
+            *dv.storage_mut() = sv;
+        }
+        self.t = t;
+        Ok(())
     }
 }

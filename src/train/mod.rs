@@ -1,6 +1,17 @@
 //! The training loop: minibatches of labelled and unlabelled examples, one Adam step per
 //! minibatch, an evaluation on the test set after each epoch. It knows models only through
-//! [`Model`]; NaN or infinity in any loss term stops training with the step and term named.
+//! [`Model`]; NaN or infinity in any loss term stops training with the step and term named, and
+//! so does a non-finite test ELBO (the epoch is then not reported, so not checkpointed).
+//!
+//! Everything that changes during training apart from the model's own tensors (Adam's moments
+//! and step count, the training RNG, both batchers' positions, the epoch and step counters)
+//! lives in one [`TrainState`], which [`checkpoint`] saves and restores: [`fit_with`] started
+//! from a restored state continues exactly as the uninterrupted run would have. [`fit`] is the
+//! simple entry point (fresh state, one callback per epoch).
+
+pub mod checkpoint;
+pub mod grid;
+pub mod log;
 
 use crate::data::{Batcher, Dataset, SemiSupervised};
 use crate::models::{Batch, Model, StepContext};
@@ -9,8 +20,19 @@ use crate::rng::Rng;
 use crate::{metrics, nn, no_grad, Device, Error, Result, Tensor};
 use std::time::Instant;
 
+/// The Philox stream of model initialisation (seeded with the run's seed).
+pub const INIT_STREAM: u32 = 0x1417;
+/// The stream of the training loop's draws (reparameterisation noise and the like).
+pub const TRAIN_STREAM: u32 = 0x7EA1;
+/// The stream of the labelled batcher's shuffles.
+pub const LABELLED_STREAM: u32 = 0x1AB;
+/// The stream of the unlabelled batcher's shuffles.
+pub const UNLABELLED_STREAM: u32 = 0x0B1AB;
+/// The stream of evaluation draws (fresh for every evaluation, so evaluations are repeatable).
+pub const EVAL_STREAM: u32 = 0xE7A1;
+
 /// How to train.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
     pub epochs: usize,
     /// Unlabelled examples per step.
@@ -19,6 +41,7 @@ pub struct TrainConfig {
     pub labelled_batch: usize,
     pub lr: f32,
     pub seed: u64,
+    #[serde(with = "device_name")]
     pub device: Device,
     /// Examples per forward pass during evaluation.
     pub eval_batch: usize,
@@ -29,6 +52,27 @@ pub struct TrainConfig {
     pub use_unlabelled: bool,
 }
 
+/// A [`Device`] in JSON as its display name, "cpu" or "cuda:N".
+mod device_name {
+    use crate::Device;
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Device, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&d.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Device, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "cpu" {
+            return Ok(Device::Cpu);
+        }
+        s.strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| D::Error::custom(format!("unknown device {s:?}")))
+    }
+}
+
 /// What one epoch measured.
 #[derive(Clone, Debug)]
 pub struct EpochReport {
@@ -37,9 +81,27 @@ pub struct EpochReport {
     pub examples_per_s: f64,
     /// Mean of each loss term over the epoch's steps, in the model's order ("loss" first).
     pub train: Vec<(String, f64)>,
+    /// Test error of argmax q(y|x); NaN when the model does not classify.
     pub test_error: f64,
     /// Mean negative ELBO on the test set (nats per example), when the model has one.
     pub test_neg_elbo: Option<f64>,
+    /// Clustering accuracy of argmax q(y|x) under the best one-to-one map to the classes.
+    pub test_acc: Option<f64>,
+    /// Normalised mutual information between argmax q(y|x) and the classes.
+    pub test_nmi: Option<f64>,
+}
+
+/// What [`evaluate_all`] measures on a dataset; `None` where the model lacks the part.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Error rate of argmax q(y|x).
+    pub error: Option<f64>,
+    /// Mean negative ELBO (nats per example).
+    pub neg_elbo: Option<f64>,
+    /// Hungarian clustering accuracy of argmax q(y|x).
+    pub acc: Option<f64>,
+    /// NMI of argmax q(y|x) against the labels.
+    pub nmi: Option<f64>,
 }
 
 /// Rows `idx` of `ds` as an [n, D] tensor and their labels.
@@ -49,24 +111,235 @@ pub fn batch_tensor(ds: &Dataset, idx: &[usize], device: Device) -> Result<(Tens
     Ok((t, y.into_iter().map(u32::from).collect()))
 }
 
-/// Test error of argmax q(y|x), and the mean negative ELBO when the model has one.
-pub fn evaluate(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<(f64, Option<f64>)> {
+/// Test error, mean negative ELBO, clustering ACC and NMI of `model` on `ds` (evaluation mode,
+/// no gradients, draws from a fresh [`EVAL_STREAM`] generator so that repeated evaluations of
+/// the same weights agree).
+pub fn evaluate_all(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<Evaluation> {
     let _g = no_grad();
     model.set_training(false);
-    let mut rng = Rng::new(cfg.seed, 0xE7A1);
+    let out = evaluate_inner(model, ds, cfg);
+    model.set_training(true);
+    out
+}
+
+fn evaluate_inner(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<Evaluation> {
+    let mut rng = Rng::new(cfg.seed, EVAL_STREAM);
     let mut pred = Vec::with_capacity(ds.n);
+    let mut clusters = 0usize;
     let mut elbo_sum = 0.0f64;
     let all: Vec<usize> = (0..ds.n).collect();
     for chunk in all.chunks(cfg.eval_batch.max(1)) {
         let (x, _) = batch_tensor(ds, chunk, cfg.device)?;
-        pred.extend(model.classify(&x)?.argmax_rows()?);
+        if model.classifies() {
+            let logits = model.classify(&x)?;
+            clusters = logits.dim("evaluate", 1)?;
+            pred.extend(logits.argmax_rows()?);
+        }
         if model.has_elbo() {
             elbo_sum += model.neg_elbo(&x, &mut rng)?.sum_all()?.to_scalar()? as f64;
         }
     }
+    let (error, acc, nmi) = if model.classifies() && ds.n > 0 {
+        (
+            Some(metrics::error_rate(&pred, &ds.y)?),
+            Some(metrics::hungarian_accuracy(&pred, &ds.y, clusters)?),
+            Some(metrics::nmi(&pred, &ds.y)?),
+        )
+    } else {
+        (None, None, None)
+    };
+    let neg_elbo = (model.has_elbo() && ds.n > 0).then(|| elbo_sum / ds.n as f64);
+    Ok(Evaluation {
+        error,
+        neg_elbo,
+        acc,
+        nmi,
+    })
+}
+
+/// Test error of argmax q(y|x) (NaN when the model does not classify), and the mean negative
+/// ELBO when the model has one.
+pub fn evaluate(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<(f64, Option<f64>)> {
+    let e = evaluate_all(model, ds, cfg)?;
+    Ok((e.error.unwrap_or(f64::NAN), e.neg_elbo))
+}
+
+/// The importance-weighted bound (Burda et al., 2016) averaged over `ds`:
+/// mean_i log (1/K) Σ_k exp(w_ik) with the model's [`Model::log_weights`], a lower bound on the
+/// mean log p(x) that tightens as K grows. The K draws per example are taken in chunks so that
+/// at most about `budget` (example, draw) pairs are alive at once; chunks combine exactly by
+/// log-sum-exp. `progress(done, total)` is called after each batch of examples.
+pub fn iwae_bound(
+    model: &dyn Model,
+    ds: &Dataset,
+    k: usize,
+    budget: usize,
+    seed: u64,
+    device: Device,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<f64> {
+    if k == 0 {
+        return Err(Error::invalid("iwae", "K must be positive"));
+    }
+    if ds.n == 0 {
+        return Err(Error::invalid("iwae", "no examples"));
+    }
+    let _g = no_grad();
+    model.set_training(false);
+    let mut rng = Rng::new(seed, EVAL_STREAM ^ 0x1BAE);
+    let budget = budget.max(1);
+    // Examples per batch, and draws per chunk for each batch.
+    let per_batch = (budget / k).clamp(1, 500);
+    let k_chunk = k.min(budget);
+    let all: Vec<usize> = (0..ds.n).collect();
+    let mut total = 0.0f64;
+    let mut done = 0usize;
+    let result = (|| -> Result<f64> {
+        for chunk in all.chunks(per_batch) {
+            let (x, _) = batch_tensor(ds, chunk, device)?;
+            // Running log Σ exp over the chunks of draws, per example.
+            let mut acc = vec![f64::NEG_INFINITY; chunk.len()];
+            let mut left = k;
+            while left > 0 {
+                let kc = left.min(k_chunk);
+                let w = model.log_weights(&x, kc, &mut rng)?;
+                if w.dims() != [chunk.len(), kc] {
+                    return Err(Error::shape(
+                        "iwae",
+                        w.dims(),
+                        &[chunk.len(), kc],
+                        "log_weights must return [n, k]",
+                    ));
+                }
+                for (a, row) in acc.iter_mut().zip(w.to_vec()?.chunks(kc)) {
+                    for &v in row {
+                        *a = log_add_exp(*a, v as f64);
+                    }
+                }
+                left -= kc;
+            }
+            total += acc.iter().map(|a| a - (k as f64).ln()).sum::<f64>();
+            done += chunk.len();
+            progress(done, ds.n);
+        }
+        Ok(total / ds.n as f64)
+    })();
     model.set_training(true);
-    let err = metrics::error_rate(&pred, &ds.y)?;
-    Ok((err, model.has_elbo().then(|| elbo_sum / ds.n as f64)))
+    result
+}
+
+/// log(eᵃ + eᵇ) without overflow.
+fn log_add_exp(a: f64, b: f64) -> f64 {
+    let (hi, lo) = if a > b { (a, b) } else { (b, a) };
+    if lo == f64::NEG_INFINITY {
+        hi
+    } else {
+        hi + (lo - hi).exp().ln_1p()
+    }
+}
+
+/// Everything that changes during training besides the model's tensors; with them it is the
+/// whole state of a run (what a checkpoint stores).
+pub struct TrainState {
+    /// Completed epochs.
+    pub epoch: usize,
+    /// Completed optimiser steps.
+    pub step: usize,
+    pub opt: Adam,
+    /// The generator of the loss's draws.
+    pub rng: Rng,
+    /// Batches of the labelled examples (None when there are none).
+    pub labelled: Option<Batcher>,
+    /// Batches of the unlabelled pool (None when the run does not use it).
+    pub unlabelled: Option<Batcher>,
+}
+
+impl TrainState {
+    /// The state before the first step: Adam with zero moments over `model`'s parameters, fresh
+    /// generators seeded from `cfg.seed`, batchers at their first batch.
+    pub fn new(model: &dyn Model, split: &SemiSupervised, cfg: &TrainConfig) -> Result<Self> {
+        if cfg.batch_size == 0 || cfg.labelled_batch == 0 {
+            return Err(Error::invalid("train", "batch sizes must be positive"));
+        }
+        let params: Vec<Tensor> = nn::parameters(model, "")
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        let opt = Adam::new(
+            params,
+            AdamConfig {
+                lr: cfg.lr,
+                ..AdamConfig::default()
+            },
+        )?;
+        let labelled = if split.labelled.is_empty() {
+            None
+        } else {
+            Some(Batcher::new(
+                &split.labelled,
+                cfg.labelled_batch,
+                Rng::new(cfg.seed, LABELLED_STREAM),
+            )?)
+        };
+        let unlabelled = if cfg.use_unlabelled && !split.unlabelled.is_empty() {
+            Some(Batcher::new(
+                &split.unlabelled,
+                cfg.batch_size,
+                Rng::new(cfg.seed, UNLABELLED_STREAM),
+            )?)
+        } else {
+            None
+        };
+        if labelled.is_none() && unlabelled.is_none() {
+            return Err(Error::invalid(
+                "train",
+                "nothing to train on: no labelled examples (--labels 0) and this model does not use the unlabelled pool",
+            ));
+        }
+        Ok(TrainState {
+            epoch: 0,
+            step: 0,
+            opt,
+            rng: Rng::new(cfg.seed, TRAIN_STREAM),
+            labelled,
+            unlabelled,
+        })
+    }
+
+    /// Steps in one epoch: `cfg.steps_per_epoch`, else one pass over the unlabelled pool (or
+    /// over the labelled set when the pool is not used).
+    pub fn steps_per_epoch(&self, cfg: &TrainConfig) -> usize {
+        cfg.steps_per_epoch.unwrap_or_else(|| {
+            self.unlabelled
+                .as_ref()
+                .or(self.labelled.as_ref())
+                .map_or(0, Batcher::batches_per_epoch)
+        })
+    }
+}
+
+/// Where training stands after a step (for progress bars).
+#[derive(Clone, Copy, Debug)]
+pub struct StepInfo {
+    pub epoch: usize,
+    /// Global step count (all epochs).
+    pub step: usize,
+    /// Steps done in this epoch, 1-based.
+    pub step_in_epoch: usize,
+    pub steps_per_epoch: usize,
+    /// Examples (labelled + unlabelled) seen in this epoch.
+    pub examples: usize,
+    /// Seconds since the epoch began.
+    pub elapsed_s: f64,
+}
+
+/// Callbacks of [`fit_with`].
+pub trait Observer {
+    /// After every optimiser step.
+    fn on_step(&mut self, _info: &StepInfo) {}
+    /// After every epoch's evaluation, with the state as of the end of the epoch (what a
+    /// checkpoint saves). An error stops training.
+    fn on_epoch(&mut self, report: &EpochReport, state: &TrainState) -> Result<()>;
 }
 
 /// Train `model` and call `on_epoch` after each epoch (to print, log or checkpoint).
@@ -76,64 +349,83 @@ pub fn fit(
     test: &Dataset,
     split: &SemiSupervised,
     cfg: &TrainConfig,
-    mut on_epoch: impl FnMut(&EpochReport) -> Result<()>,
+    on_epoch: impl FnMut(&EpochReport) -> Result<()>,
 ) -> Result<Vec<EpochReport>> {
-    let params: Vec<Tensor> = nn::parameters(model, "")
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect();
-    let mut opt = Adam::new(
-        params,
-        AdamConfig {
-            lr: cfg.lr,
-            ..AdamConfig::default()
-        },
-    )?;
-    let mut rng = Rng::new(cfg.seed, 0x7EA1);
-    let mut lab = Batcher::new(
-        &split.labelled,
-        cfg.labelled_batch,
-        Rng::new(cfg.seed, 0x1AB),
-    )?;
-    let mut unlab = Batcher::new(
-        &split.unlabelled,
-        cfg.batch_size,
-        Rng::new(cfg.seed, 0x0B1AB),
-    )?;
-    let steps = cfg.steps_per_epoch.unwrap_or(if cfg.use_unlabelled {
-        unlab.batches_per_epoch()
-    } else {
-        lab.batches_per_epoch()
-    });
+    struct Adapter<F>(F);
+    impl<F: FnMut(&EpochReport) -> Result<()>> Observer for Adapter<F> {
+        fn on_epoch(&mut self, report: &EpochReport, _state: &TrainState) -> Result<()> {
+            (self.0)(report)
+        }
+    }
+    let mut state = TrainState::new(model, split, cfg)?;
+    fit_with(
+        model,
+        train,
+        test,
+        split,
+        cfg,
+        &mut state,
+        &mut Adapter(on_epoch),
+    )
+}
+
+/// Train `model` from `state` (fresh from [`TrainState::new`] or restored from a checkpoint)
+/// up to `cfg.epochs` epochs, advancing `state` as it goes. `split` is only checked to match
+/// the state's batchers; the batches come from `state`.
+pub fn fit_with(
+    model: &dyn Model,
+    train: &Dataset,
+    test: &Dataset,
+    split: &SemiSupervised,
+    cfg: &TrainConfig,
+    state: &mut TrainState,
+    observer: &mut dyn Observer,
+) -> Result<Vec<EpochReport>> {
+    if let Some(b) = &state.labelled {
+        if b.len() != split.labelled.len() {
+            return Err(Error::invalid(
+                "train",
+                "the training state's labelled batcher does not match the split",
+            ));
+        }
+    }
+    let steps = state.steps_per_epoch(cfg);
     let mut reports = Vec::new();
-    let mut step = 0usize;
     model.set_training(true);
-    for epoch in 1..=cfg.epochs {
+    while state.epoch < cfg.epochs {
+        let epoch = state.epoch + 1;
         let t0 = Instant::now();
         let mut sums: Vec<(String, f64)> = Vec::new();
         let mut examples = 0usize;
-        for _ in 0..steps {
-            step += 1;
-            let li = lab.next_batch().to_vec();
-            let (xl, yl) = batch_tensor(train, &li, cfg.device)?;
-            examples += li.len();
-            let x_unlab = if cfg.use_unlabelled {
-                let ui = unlab.next_batch().to_vec();
-                examples += ui.len();
-                Some(batch_tensor(train, &ui, cfg.device)?.0)
-            } else {
-                None
+        for i in 0..steps {
+            let step = state.step + 1;
+            let (x_lab, y_lab) = match state.labelled.as_mut() {
+                Some(b) => {
+                    let li = b.next_batch().to_vec();
+                    examples += li.len();
+                    let (x, y) = batch_tensor(train, &li, cfg.device)?;
+                    (Some(x), y)
+                }
+                None => (None, Vec::new()),
+            };
+            let x_unlab = match state.unlabelled.as_mut() {
+                Some(b) => {
+                    let ui = b.next_batch().to_vec();
+                    examples += ui.len();
+                    Some(batch_tensor(train, &ui, cfg.device)?.0)
+                }
+                None => None,
             };
             let batch = Batch {
-                x_lab: Some(xl),
-                y_lab: yl,
+                x_lab,
+                y_lab,
                 x_unlab,
             };
             let mut ctx = StepContext {
                 epoch,
                 epochs: cfg.epochs,
                 progress: (epoch - 1) as f32 / cfg.epochs.max(1) as f32,
-                rng: &mut rng,
+                rng: &mut state.rng,
             };
             let terms = model.loss(&batch, &mut ctx)?;
             let loss = terms.loss.to_scalar()?;
@@ -141,22 +433,47 @@ pub fn fit(
             for (name, t) in &terms.parts {
                 values.push((name.to_string(), t.to_scalar()? as f64));
             }
-            if let Some((name, v)) = values.iter().find(|(_, v)| !v.is_finite()) {
+            // Name the first non-finite part (more telling than the total), else the total.
+            let bad = values
+                .iter()
+                .skip(1)
+                .find(|(_, v)| !v.is_finite())
+                .or_else(|| values.first().filter(|(_, v)| !v.is_finite()));
+            if let Some((name, v)) = bad {
                 return Err(Error::NonFinite {
                     what: format!("loss term '{name}' = {v} at step {step} (epoch {epoch})"),
                 });
             }
             let grads = terms.loss.backward()?;
-            opt.step(&grads)?;
+            state.opt.step(&grads)?;
+            state.step = step;
             if sums.is_empty() {
                 sums = values.iter().map(|(n, _)| (n.clone(), 0.0)).collect();
             }
             for (s, (_, v)) in sums.iter_mut().zip(&values) {
                 s.1 += v;
             }
+            observer.on_step(&StepInfo {
+                epoch,
+                step,
+                step_in_epoch: i + 1,
+                steps_per_epoch: steps,
+                examples,
+                elapsed_s: t0.elapsed().as_secs_f64(),
+            });
         }
         let wall = t0.elapsed().as_secs_f64();
-        let (test_error, test_neg_elbo) = evaluate(model, test, cfg)?;
+        let ev = evaluate_all(model, test, cfg)?;
+        // Finite weights give a finite bound; anything else means the model has diverged, and
+        // the epoch must not be reported (or checkpointed) as good.
+        if let Some(v) = ev.neg_elbo.filter(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: format!(
+                    "test ELBO = {} after epoch {epoch} (step {})",
+                    -v, state.step
+                ),
+            });
+        }
         let report = EpochReport {
             epoch,
             wall_s: wall,
@@ -165,10 +482,13 @@ pub fn fit(
                 .into_iter()
                 .map(|(n, s)| (n, s / steps.max(1) as f64))
                 .collect(),
-            test_error,
-            test_neg_elbo,
+            test_error: ev.error.unwrap_or(f64::NAN),
+            test_neg_elbo: ev.neg_elbo,
+            test_acc: ev.acc,
+            test_nmi: ev.nmi,
         };
-        on_epoch(&report)?;
+        state.epoch = epoch;
+        observer.on_epoch(&report, state)?;
         reports.push(report);
     }
     Ok(reports)

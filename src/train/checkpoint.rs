@@ -1,0 +1,573 @@
+//! Checkpoints: everything needed to rebuild a trained model, evaluate it, or continue its
+//! training exactly where it stopped.
+//!
+//! A run directory `DIR` holds one checkpoint directory per saved epoch, `DIR/epoch-NNNN/`:
+//!
+//! * `model.safetensors`: every tensor of [`nn::state`] (parameters and buffers) by name, f32;
+//! * `optimizer.safetensors`: Adam's first and second moments, `m/<param>` and `v/<param>`;
+//! * `config.json`: the [`RunConfig`] (model spec, dataset, labels, seed, training config,
+//!   epoch and step);
+//! * `state.json`: Adam's step count, the training RNG and both batchers' positions.
+//!
+//! and a pointer file `DIR/LATEST` naming the newest complete one. Saving is atomic as a whole:
+//! the four files are written (and fsynced) into a staging directory `DIR/.tmp-epoch-NNNN/`,
+//! which is renamed to `DIR/epoch-NNNN/`; then `LATEST` is replaced by rename; only then are
+//! older checkpoint directories removed. A crash at any point leaves `LATEST` naming a complete
+//! checkpoint (or no `LATEST` before the first save), never a mix of two epochs. Both
+//! safetensors files also carry the epoch and step in their metadata, checked on load.
+//!
+//! Loading checks every tensor's name, dtype and shape against the model built from the saved
+//! spec (an error names the tensor), and a truncated or corrupt file is an error naming the
+//! file.
+
+use super::{TrainConfig, TrainState, INIT_STREAM};
+use crate::data::{Batcher, BatcherState, SemiSupervised};
+use crate::models::{self, Model, ModelSpec};
+use crate::rng::Rng;
+use crate::storage::Storage;
+use crate::{nn, Device, Error, Result, Tensor};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The model's tensors.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// Adam's moments.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The [`RunConfig`].
+pub const CONFIG_FILE: &str = "config.json";
+/// Optimiser step count, RNG and batcher positions.
+pub const STATE_FILE: &str = "state.json";
+/// The pointer to the newest checkpoint directory of a run directory.
+pub const LATEST_FILE: &str = "LATEST";
+/// The version written into `config.json`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What a run is (config.json): enough to rebuild the model, its data and its training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format: u32,
+    pub model: ModelSpec,
+    /// The dataset's command-line name (e.g. `mnist`).
+    pub dataset: String,
+    /// Labelled examples of the semi-supervised split.
+    pub labels: usize,
+    /// The run's seed (model initialisation, split, training draws).
+    pub seed: u64,
+    pub train: TrainConfig,
+    /// Completed epochs when saved.
+    pub epoch: usize,
+    /// Completed optimiser steps when saved.
+    pub step: usize,
+}
+
+/// state.json.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StateJson {
+    epoch: usize,
+    step: usize,
+    adam_t: u64,
+    /// The training generator's (seed, stream, next block).
+    rng: (u64, u32, u64),
+    labelled: Option<BatcherState>,
+    unlabelled: Option<BatcherState>,
+}
+
+/// The checkpoint directory's name for `epoch`.
+pub fn epoch_dir_name(epoch: usize) -> String {
+    format!("epoch-{epoch:04}")
+}
+
+fn is_checkpoint_name(name: &str) -> bool {
+    name.strip_prefix("epoch-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Write `bytes` to `path` durably: the file is created, written and fsynced.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Fsync a directory so that renames in it are durable (a no-op where directories cannot be
+/// opened, as on Windows).
+fn sync_dir(dir: &Path) -> Result<()> {
+    if cfg!(unix) {
+        File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Replace `path` atomically with `bytes` (a sibling temporary file, fsynced, then renamed).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid("write_atomic", "path has no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".tmp-");
+    tmp_name.push(name);
+    let tmp = path.with_file_name(tmp_name);
+    write_synced(&tmp, bytes)?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// A tensor's values as little-endian bytes.
+fn le_bytes(t: &Tensor) -> Result<Vec<u8>> {
+    Ok(t.to_vec()?.iter().flat_map(|v| v.to_le_bytes()).collect())
+}
+
+/// A safetensors file of `tensors` (f32) with `meta` as its metadata.
+fn safetensors_bytes(
+    tensors: &[(String, Tensor)],
+    meta: HashMap<String, String>,
+    path: &Path,
+) -> Result<Vec<u8>> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, t)| le_bytes(t))
+        .collect::<Result<_>>()?;
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, t), b)| {
+            TensorView::new(Dtype::F32, t.dims().to_vec(), b)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::data(path, format!("tensor '{name}': {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, Some(meta)).map_err(|e| Error::data(path, e.to_string()))
+}
+
+/// The metadata key of the (epoch, step) stamp; one key, so that the header (a hash map) is
+/// written in the same order every time and equal checkpoints are equal files.
+const POSITION_KEY: &str = "ssvae_position";
+
+fn position_meta(epoch: usize, step: usize) -> HashMap<String, String> {
+    HashMap::from([(
+        POSITION_KEY.to_string(),
+        format!("epoch={epoch},step={step}"),
+    )])
+}
+
+/// Save a checkpoint of `model` and `state` under `run_dir` (created if needed) and point
+/// `run_dir/LATEST` at it; `config.epoch` and `config.step` are taken from `state`. Returns
+/// the checkpoint directory.
+///
+/// Refuses (with [`Error::NonFinite`] naming the tensor) to save a model holding NaN or
+/// infinity, so that the checkpoint on disk stays the last good one.
+pub fn save(
+    run_dir: &Path,
+    config: &RunConfig,
+    model: &dyn Model,
+    state: &TrainState,
+) -> Result<PathBuf> {
+    let tensors = nn::state(model, "");
+    for (name, t) in &tensors {
+        if let Some(v) = t.to_vec()?.into_iter().find(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: format!(
+                    "model tensor '{name}' holds {v} after epoch {}; the checkpoint was not written",
+                    state.epoch
+                ),
+            });
+        }
+    }
+    fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+    let name = epoch_dir_name(state.epoch);
+    let final_dir = run_dir.join(&name);
+    let staging = run_dir.join(format!(".tmp-{name}"));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    }
+    fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
+
+    let meta = position_meta(state.epoch, state.step);
+    let p = staging.join(MODEL_FILE);
+    write_synced(&p, &safetensors_bytes(&tensors, meta.clone(), &p)?)?;
+
+    let params = nn::parameters(model, "");
+    let moments = state.opt.moments();
+    if params.len() != moments.len() {
+        return Err(Error::invalid(
+            "checkpoint",
+            format!(
+                "the optimiser holds {} moment pairs for {} parameters",
+                moments.len(),
+                params.len()
+            ),
+        ));
+    }
+    let mut opt_tensors = Vec::with_capacity(2 * params.len());
+    for ((pname, _), (m, v)) in params.iter().zip(moments) {
+        opt_tensors.push((format!("m/{pname}"), m.clone()));
+        opt_tensors.push((format!("v/{pname}"), v.clone()));
+    }
+    let p = staging.join(OPTIMIZER_FILE);
+    write_synced(&p, &safetensors_bytes(&opt_tensors, meta, &p)?)?;
+
+    let mut cfg = config.clone();
+    cfg.format = FORMAT_VERSION;
+    cfg.epoch = state.epoch;
+    cfg.step = state.step;
+    let p = staging.join(CONFIG_FILE);
+    write_synced(&p, &to_json(&cfg, &p)?)?;
+
+    let st = StateJson {
+        epoch: state.epoch,
+        step: state.step,
+        adam_t: state.opt.t,
+        rng: state.rng.state(),
+        labelled: state.labelled.as_ref().map(Batcher::state),
+        unlabelled: state.unlabelled.as_ref().map(Batcher::state),
+    };
+    let p = staging.join(STATE_FILE);
+    // Compact: the batchers' orders are long lists of indices.
+    let bytes = serde_json::to_vec(&st).map_err(|e| Error::data(&p, e.to_string()))?;
+    write_synced(&p, &bytes)?;
+    sync_dir(&staging)?;
+
+    // Publish: staging → epoch-NNNN, then LATEST → epoch-NNNN.
+    let latest = read_latest(run_dir)?;
+    if final_dir.exists() {
+        if latest.as_deref() == Some(name.as_str()) {
+            return Err(Error::invalid(
+                "checkpoint",
+                format!(
+                    "{} is the latest checkpoint already; not replacing it in place",
+                    final_dir.display()
+                ),
+            ));
+        }
+        // An unreferenced leftover of an interrupted save.
+        fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    }
+    fs::rename(&staging, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    sync_dir(run_dir)?;
+    write_atomic(&run_dir.join(LATEST_FILE), format!("{name}\n").as_bytes())?;
+
+    // Only now drop the older checkpoints and any staging leftovers.
+    let entries = fs::read_dir(run_dir).map_err(|e| Error::io(run_dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(run_dir, e))?;
+        let fname = entry.file_name();
+        let Some(s) = fname.to_str() else { continue };
+        let stale = (is_checkpoint_name(s) && s != name)
+            || s.strip_prefix(".tmp-").is_some_and(is_checkpoint_name);
+        if stale && entry.path().is_dir() {
+            fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        }
+    }
+    Ok(final_dir)
+}
+
+/// Remove every checkpoint of `run_dir` (the `LATEST` pointer first, then the checkpoint and
+/// staging directories): the start of a run that overwrites an old one.
+pub fn clear(run_dir: &Path) -> Result<()> {
+    let latest = run_dir.join(LATEST_FILE);
+    if latest.exists() {
+        fs::remove_file(&latest).map_err(|e| Error::io(&latest, e))?;
+    }
+    if !run_dir.is_dir() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(run_dir).map_err(|e| Error::io(run_dir, e))? {
+        let entry = entry.map_err(|e| Error::io(run_dir, e))?;
+        let fname = entry.file_name();
+        let Some(s) = fname.to_str() else { continue };
+        let ours = is_checkpoint_name(s) || s.strip_prefix(".tmp-").is_some_and(is_checkpoint_name);
+        if ours && entry.path().is_dir() {
+            fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+fn to_json<T: Serialize>(v: &T, path: &Path) -> Result<Vec<u8>> {
+    let mut s = serde_json::to_vec_pretty(v).map_err(|e| Error::data(path, e.to_string()))?;
+    s.push(b'\n');
+    Ok(s)
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::data(path, format!("corrupt or truncated JSON: {e}")))
+}
+
+/// The name in `run_dir/LATEST`, or None when there is no such file.
+fn read_latest(run_dir: &Path) -> Result<Option<String>> {
+    let p = run_dir.join(LATEST_FILE);
+    match fs::read_to_string(&p) {
+        Ok(s) => {
+            let name = s.trim().to_string();
+            if !is_checkpoint_name(&name) {
+                return Err(Error::data(
+                    &p,
+                    format!("expected a checkpoint name like epoch-0001, found {name:?}"),
+                ));
+            }
+            Ok(Some(name))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&p, e)),
+    }
+}
+
+/// Whether `run_dir` holds a checkpoint (a `LATEST` pointer).
+pub fn exists(run_dir: &Path) -> bool {
+    run_dir.join(LATEST_FILE).is_file()
+}
+
+/// The checkpoint directory of `dir`: `dir` itself when it holds a `config.json`, else the one
+/// its `LATEST` names.
+pub fn resolve(dir: &Path) -> Result<PathBuf> {
+    if dir.join(CONFIG_FILE).is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    if !dir.is_dir() {
+        return Err(Error::data(dir, "no such directory"));
+    }
+    match read_latest(dir)? {
+        Some(name) => {
+            let d = dir.join(&name);
+            if !d.join(CONFIG_FILE).is_file() {
+                return Err(Error::data(
+                    d.join(CONFIG_FILE),
+                    format!("{LATEST_FILE} names {name} but its config.json is missing"),
+                ));
+            }
+            Ok(d)
+        }
+        None => Err(Error::data(
+            dir,
+            format!("not a checkpoint: neither {CONFIG_FILE} nor {LATEST_FILE} is here"),
+        )),
+    }
+}
+
+/// The [`RunConfig`] of checkpoint directory `ckpt`.
+pub fn load_config(ckpt: &Path) -> Result<RunConfig> {
+    let p = ckpt.join(CONFIG_FILE);
+    let cfg: RunConfig = read_json(&p)?;
+    if cfg.format > FORMAT_VERSION {
+        return Err(Error::data(
+            &p,
+            format!(
+                "checkpoint format {} is newer than this build's {FORMAT_VERSION}",
+                cfg.format
+            ),
+        ));
+    }
+    Ok(cfg)
+}
+
+/// The safetensors file at `path`, read whole.
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+fn parse_safetensors<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
+    SafeTensors::deserialize(bytes).map_err(|e| {
+        Error::data(
+            path,
+            format!(
+                "corrupt or truncated safetensors file ({} bytes): {e}",
+                bytes.len()
+            ),
+        )
+    })
+}
+
+/// Check that `path`'s metadata records `epoch` and `step` (a file of another save otherwise).
+fn check_position(path: &Path, bytes: &[u8], epoch: usize, step: usize) -> Result<()> {
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::data(path, format!("corrupt or truncated safetensors file: {e}")))?;
+    let stamp = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(POSITION_KEY))
+        .cloned()
+        .unwrap_or_default();
+    if stamp == format!("epoch={epoch},step={step}") {
+        return Ok(());
+    }
+    Err(Error::data(
+        path,
+        format!(
+            "stamped {stamp:?} but {CONFIG_FILE} says epoch {epoch}, step {step} (files of different saves)"
+        ),
+    ))
+}
+
+/// Copy the f32 tensor `name` of `st` into `dst`, checking dtype and shape.
+fn copy_tensor(path: &Path, st: &SafeTensors, name: &str, dst: &Tensor) -> Result<()> {
+    let view = st.tensor(name).map_err(|_| {
+        Error::data(
+            path,
+            format!("tensor '{name}' (shape {:?}) is missing", dst.dims()),
+        )
+    })?;
+    if view.dtype() != Dtype::F32 {
+        return Err(Error::data(
+            path,
+            format!("tensor '{name}' is {:?}, expected F32", view.dtype()),
+        ));
+    }
+    if view.shape() != dst.dims() {
+        return Err(Error::data(
+            path,
+            format!(
+                "tensor '{name}' has shape {:?} but the model's is {:?}",
+                view.shape(),
+                dst.dims()
+            ),
+        ));
+    }
+    let v: Vec<f32> = view
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let s = Storage::from_slice(&v, dst.device())?;
+    *dst.storage_mut() = s;
+    Ok(())
+}
+
+/// Reject tensors of the file that the model does not have.
+fn check_no_extra(path: &Path, st: &SafeTensors, expected: &[String]) -> Result<()> {
+    let mut extra: Vec<&str> = st
+        .names()
+        .into_iter()
+        .filter(|n| !expected.iter().any(|e| e == n))
+        .collect();
+    extra.sort_unstable();
+    match extra.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::data(
+            path,
+            format!(
+                "tensor '{first}' is not in the model ({} unexpected tensor(s))",
+                extra.len()
+            ),
+        )),
+    }
+}
+
+/// Overwrite `model`'s tensors with those of `ckpt/model.safetensors` (every name and shape
+/// must match, no tensor may be missing or extra).
+pub fn load_weights(ckpt: &Path, model: &dyn Model) -> Result<()> {
+    let path = ckpt.join(MODEL_FILE);
+    let bytes = read_file(&path)?;
+    let st = parse_safetensors(&path, &bytes)?;
+    let tensors = nn::state(model, "");
+    let names: Vec<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
+    check_no_extra(&path, &st, &names)?;
+    for (name, t) in &tensors {
+        copy_tensor(&path, &st, name, t)?;
+    }
+    Ok(())
+}
+
+/// Build the model of the checkpoint in `dir` (a run directory or a checkpoint directory) on
+/// `device` and load its weights. Returns the checkpoint directory, its config and the model.
+pub fn load_model(dir: &Path, device: Device) -> Result<(PathBuf, RunConfig, Box<dyn Model>)> {
+    let ckpt = resolve(dir)?;
+    let cfg = load_config(&ckpt)?;
+    let mut rng = Rng::new(cfg.seed, INIT_STREAM);
+    let model = models::build(&cfg.model, &mut rng, device)?;
+    let path = ckpt.join(MODEL_FILE);
+    check_position(&path, &read_file(&path)?, cfg.epoch, cfg.step)?;
+    load_weights(&ckpt, model.as_ref())?;
+    Ok((ckpt, cfg, model))
+}
+
+/// The training state saved in checkpoint directory `ckpt` for `model` (whose weights were
+/// loaded from it), the run's `split` and training config `train`: Adam over `model`'s
+/// parameters with the saved moments and step count, and the saved RNG and batchers.
+pub fn load_train_state(
+    ckpt: &Path,
+    model: &dyn Model,
+    split: &SemiSupervised,
+    train: &TrainConfig,
+) -> Result<TrainState> {
+    let cfg = load_config(ckpt)?;
+    let sp = ckpt.join(STATE_FILE);
+    let st: StateJson = read_json(&sp)?;
+    if st.epoch != cfg.epoch || st.step != cfg.step {
+        return Err(Error::data(
+            &sp,
+            format!(
+                "written at epoch {}, step {} but {CONFIG_FILE} says epoch {}, step {} (files of different saves)",
+                st.epoch, st.step, cfg.epoch, cfg.step
+            ),
+        ));
+    }
+    let mut state = TrainState::new(model, split, train)?;
+
+    let path = ckpt.join(OPTIMIZER_FILE);
+    let bytes = read_file(&path)?;
+    check_position(&path, &bytes, cfg.epoch, cfg.step)?;
+    let file = parse_safetensors(&path, &bytes)?;
+    let params = nn::parameters(model, "");
+    let names: Vec<String> = params
+        .iter()
+        .flat_map(|(n, _)| [format!("m/{n}"), format!("v/{n}")])
+        .collect();
+    check_no_extra(&path, &file, &names)?;
+    let mut moments = Vec::with_capacity(params.len());
+    for (name, p) in &params {
+        let m = Tensor::zeros(p.shape().clone(), p.device())?;
+        let v = Tensor::zeros(p.shape().clone(), p.device())?;
+        copy_tensor(&path, &file, &format!("m/{name}"), &m)?;
+        copy_tensor(&path, &file, &format!("v/{name}"), &v)?;
+        moments.push((m, v));
+    }
+    state.opt.load_state(st.adam_t, &moments)?;
+
+    let (seed, stream, next) = st.rng;
+    state.rng = Rng::from_state(seed, stream, next);
+    let restore = |saved: Option<BatcherState>,
+                   fresh: &Option<Batcher>,
+                   indices: &[usize],
+                   batch: usize,
+                   what: &str|
+     -> Result<Option<Batcher>> {
+        match (saved, fresh) {
+            (Some(s), Some(_)) => Batcher::from_state(indices, batch, s)
+                .map(Some)
+                .map_err(|e| Error::data(&sp, format!("{what} batcher: {e}"))),
+            (None, None) => Ok(None),
+            _ => Err(Error::data(
+                &sp,
+                format!("the {what} batcher does not match this run's split and config"),
+            )),
+        }
+    };
+    state.labelled = restore(
+        st.labelled,
+        &state.labelled,
+        &split.labelled,
+        train.labelled_batch,
+        "labelled",
+    )?;
+    state.unlabelled = restore(
+        st.unlabelled,
+        &state.unlabelled,
+        &split.unlabelled,
+        train.batch_size,
+        "unlabelled",
+    )?;
+    state.epoch = st.epoch;
+    state.step = st.step;
+    Ok(state)
+}

@@ -1,0 +1,417 @@
+//! Checkpoints: save → load round trips (tensors, predictions, optimiser state), exact resume
+//! (2 epochs straight = 1 epoch + resume, bit for bit, through the `ssvae` binary), a NaN that
+//! stops training while the last good checkpoint stays intact and loadable, and clear errors
+//! for mismatched or mixed checkpoint files. Small M2 models on the shared digits set.
+
+use ssvae::data::{self, SemiSupervised, TrainTest};
+use ssvae::models::{self, Arch, Model, ModelKind, ModelSpec};
+use ssvae::rng::Rng;
+use ssvae::storage::Storage;
+use ssvae::train::checkpoint::{self, RunConfig};
+use ssvae::train::{fit_with, EpochReport, Observer, TrainConfig, TrainState, INIT_STREAM};
+use ssvae::{nn, Device, Error};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn data_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
+    assert!(
+        dir.join("digits").is_dir(),
+        "these tests need the shared datasets at {} (a folder shared/datasets next to the checkout)",
+        dir.display()
+    );
+    dir
+}
+
+/// A fresh, empty directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("checkpoint-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+struct Setup {
+    tt: TrainTest,
+    split: SemiSupervised,
+    rc: RunConfig,
+}
+
+fn setup(epochs: usize) -> Setup {
+    let tt = data::load(data::DatasetName::Digits, &data_dir()).unwrap();
+    let (labels, seed) = (50, 3);
+    let split = data::split(&tt.train.y, tt.train.classes, labels, 0, seed).unwrap();
+    let spec = ModelSpec {
+        kind: ModelKind::M2,
+        arch: Arch::Mlp,
+        input: (1, 8, 8),
+        classes: 10,
+        hidden: 32,
+        z_dim: 4,
+        alpha: None,
+        n_train: tt.train.n,
+        n_labelled: split.labelled.len(),
+        fused: true,
+    };
+    let train = TrainConfig {
+        epochs,
+        batch_size: 64,
+        labelled_batch: 25,
+        lr: 1e-3,
+        seed,
+        device: Device::Cpu,
+        eval_batch: 200,
+        steps_per_epoch: None,
+        use_unlabelled: true,
+    };
+    let rc = RunConfig {
+        format: checkpoint::FORMAT_VERSION,
+        model: spec,
+        dataset: "digits".into(),
+        labels,
+        seed,
+        train,
+        epoch: 0,
+        step: 0,
+    };
+    Setup { tt, split, rc }
+}
+
+fn build(rc: &RunConfig) -> Box<dyn Model> {
+    models::build(&rc.model, &mut Rng::new(rc.seed, INIT_STREAM), Device::Cpu).unwrap()
+}
+
+fn values(model: &dyn Model) -> Vec<(String, Vec<u32>)> {
+    nn::state(model, "")
+        .into_iter()
+        .map(|(n, t)| (n, t.to_vec().unwrap().iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+/// Saves a checkpoint after every epoch; optionally poisons a parameter with NaN right after
+/// the save of epoch `poison_after`.
+struct Saver<'a> {
+    dir: &'a Path,
+    rc: RunConfig,
+    model: &'a dyn Model,
+    poison_after: Option<usize>,
+    snapshot: Vec<(String, Vec<u32>)>,
+    reports: Vec<EpochReport>,
+}
+
+impl Observer for Saver<'_> {
+    fn on_epoch(&mut self, r: &EpochReport, state: &TrainState) -> ssvae::Result<()> {
+        checkpoint::save(self.dir, &self.rc, self.model, state)?;
+        self.snapshot = values(self.model);
+        self.reports.push(r.clone());
+        if self.poison_after == Some(r.epoch) {
+            let (_, t) = nn::state(self.model, "")
+                .into_iter()
+                .find(|(n, _)| n == "dec_out.bias")
+                .unwrap();
+            let nan = Storage::from_slice(&vec![f32::NAN; t.elem_count()], Device::Cpu)?;
+            *t.storage_mut() = nan;
+        }
+        Ok(())
+    }
+}
+
+fn train(
+    s: &Setup,
+    dir: &Path,
+    poison_after: Option<usize>,
+) -> (Saver<'static>, ssvae::Result<()>) {
+    // Leak the model for the 'static observer borrow; tests only.
+    let model: &'static dyn Model = Box::leak(build(&s.rc));
+    let dir: &'static Path = Box::leak(dir.to_path_buf().into_boxed_path());
+    let mut state = TrainState::new(model, &s.split, &s.rc.train).unwrap();
+    let mut saver = Saver {
+        dir,
+        rc: s.rc.clone(),
+        model,
+        poison_after,
+        snapshot: Vec::new(),
+        reports: Vec::new(),
+    };
+    let r = fit_with(
+        model,
+        &s.tt.train,
+        &s.tt.test,
+        &s.split,
+        &s.rc.train,
+        &mut state,
+        &mut saver,
+    )
+    .map(|_| ());
+    (saver, r)
+}
+
+#[test]
+fn round_trip_gives_identical_tensors_predictions_and_optimiser() {
+    let s = setup(1);
+    let dir = temp_dir("roundtrip");
+    let (saver, r) = train(&s, &dir, None);
+    r.unwrap();
+    let model = saver.model;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("LATEST")).unwrap().trim(),
+        "epoch-0001"
+    );
+
+    let (ckpt, rc, loaded) = checkpoint::load_model(&dir, Device::Cpu).unwrap();
+    assert_eq!(ckpt, dir.join("epoch-0001"));
+    assert_eq!(rc.model, s.rc.model);
+    assert_eq!(rc.train, s.rc.train);
+    assert_eq!((rc.epoch, rc.step), (1, 22));
+    assert_eq!(values(loaded.as_ref()), values(model));
+
+    let (x, _) =
+        ssvae::train::batch_tensor(&s.tt.test, &(0..100).collect::<Vec<_>>(), Device::Cpu).unwrap();
+    let _g = ssvae::no_grad();
+    let a = model.classify(&x).unwrap().to_vec().unwrap();
+    let b = loaded.classify(&x).unwrap().to_vec().unwrap();
+    assert_eq!(
+        a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    drop(_g);
+
+    // The optimiser state and positions come back too.
+    let state = checkpoint::load_train_state(&ckpt, loaded.as_ref(), &s.split, &rc.train).unwrap();
+    assert_eq!((state.epoch, state.step, state.opt.t), (1, 22, 22));
+    let nonzero = state
+        .opt
+        .moments()
+        .iter()
+        .any(|(m, _)| m.to_vec().unwrap().iter().any(|&v| v != 0.0));
+    assert!(nonzero, "restored Adam moments are all zero");
+}
+
+#[test]
+fn resume_continues_exactly() {
+    // Library level: 2 epochs straight vs 1 epoch, then a state restored from disk, 1 more.
+    let s2 = setup(2);
+    let (a_dir, b_dir) = (temp_dir("resume-a"), temp_dir("resume-b"));
+    let (a, r) = train(&s2, &a_dir, None);
+    r.unwrap();
+    let s1 = setup(1);
+    let (b, r) = train(&s1, &b_dir, None);
+    r.unwrap();
+
+    let (ckpt, mut rc, model) = checkpoint::load_model(&b_dir, Device::Cpu).unwrap();
+    rc.train.epochs = 2;
+    let mut state =
+        checkpoint::load_train_state(&ckpt, model.as_ref(), &s1.split, &rc.train).unwrap();
+    let mut saver = Saver {
+        dir: &b_dir,
+        rc: rc.clone(),
+        model: model.as_ref(),
+        poison_after: None,
+        snapshot: Vec::new(),
+        reports: Vec::new(),
+    };
+    fit_with(
+        model.as_ref(),
+        &s1.tt.train,
+        &s1.tt.test,
+        &s1.split,
+        &rc.train,
+        &mut state,
+        &mut saver,
+    )
+    .unwrap();
+    let bits = |r: &EpochReport| -> Vec<u64> {
+        let mut v: Vec<u64> = r.train.iter().map(|(_, x)| x.to_bits()).collect();
+        v.push(r.test_error.to_bits());
+        v.push(r.test_neg_elbo.unwrap().to_bits());
+        v
+    };
+    assert_eq!(bits(&a.reports[0]), bits(&b.reports[0]));
+    assert_eq!(bits(&a.reports[1]), bits(&saver.reports[0]));
+    assert_eq!(values(a.model), values(model.as_ref()));
+    for f in ["model.safetensors", "optimizer.safetensors", "state.json"] {
+        let x = std::fs::read(a_dir.join("epoch-0002").join(f)).unwrap();
+        let y = std::fs::read(b_dir.join("epoch-0002").join(f)).unwrap();
+        assert!(
+            x == y,
+            "{f} differs between the straight and the resumed run"
+        );
+    }
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ssvae"))
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = bin().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ssvae {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// metrics.csv without the timing columns (wall_s, examples_per_s).
+fn csv_without_timing(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            let mut keep = vec![c[0]];
+            keep.extend(&c[3..]);
+            keep.join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn resume_through_the_cli_matches_a_straight_run_bit_for_bit() {
+    let dd = data_dir();
+    let dd = dd.to_str().unwrap();
+    let (a, b) = (temp_dir("cli-resume-a"), temp_dir("cli-resume-b"));
+    let common = [
+        "train",
+        "--dataset",
+        "digits",
+        "--labels",
+        "50",
+        "--hidden",
+        "32",
+        "--z-dim",
+        "4",
+        "--batch-size",
+        "64",
+        "--labelled-batch",
+        "25",
+        "--seed",
+        "7",
+        "--data-dir",
+        dd,
+    ];
+    let mut args = common.to_vec();
+    args.extend(["--epochs", "2", "--out", a.to_str().unwrap()]);
+    run_ok(&args);
+    let mut args = common.to_vec();
+    args.extend(["--epochs", "1", "--out", b.to_str().unwrap()]);
+    run_ok(&args);
+    let out = run_ok(&[
+        "train",
+        "--resume",
+        b.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--data-dir",
+        dd,
+    ]);
+    assert!(out.contains("resuming m2"), "{out}");
+
+    let (ca, cb) = (
+        csv_without_timing(&a.join("metrics.csv")),
+        csv_without_timing(&b.join("metrics.csv")),
+    );
+    assert_eq!(ca.len(), 3, "{ca:?}");
+    assert_eq!(ca, cb);
+    let (_, _, ma) = checkpoint::load_model(&a, Device::Cpu).unwrap();
+    let (_, _, mb) = checkpoint::load_model(&b, Device::Cpu).unwrap();
+    assert_eq!(values(ma.as_ref()), values(mb.as_ref()));
+}
+
+#[test]
+fn nan_stops_training_and_the_last_checkpoint_survives() {
+    let s = setup(3);
+    let dir = temp_dir("nan");
+    let (saver, r) = train(&s, &dir, Some(1));
+    let msg = match r {
+        Err(Error::NonFinite { what }) => what,
+        other => panic!("expected a NonFinite error, got {:?}", other.err()),
+    };
+    // 1397 unlabelled examples in batches of 64: 22 steps per epoch, so the first step of
+    // epoch 2 is step 23.
+    assert!(msg.contains("at step 23 (epoch 2)"), "{msg}");
+    assert!(msg.contains("'labelled'"), "{msg}");
+
+    // The checkpoint of epoch 1 is still the latest, loads, and holds the good weights.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("LATEST")).unwrap().trim(),
+        "epoch-0001"
+    );
+    let (_, rc, loaded) = checkpoint::load_model(&dir, Device::Cpu).unwrap();
+    assert_eq!(rc.epoch, 1);
+    assert_eq!(values(loaded.as_ref()), saver.snapshot);
+
+    // Saving the poisoned model is refused and leaves the checkpoint alone.
+    let state = TrainState::new(saver.model, &s.split, &s.rc.train).unwrap();
+    let err = checkpoint::save(&dir, &s.rc, saver.model, &state).unwrap_err();
+    assert!(matches!(err, Error::NonFinite { .. }), "{err}");
+    assert!(err.to_string().contains("dec_out.bias"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("LATEST")).unwrap().trim(),
+        "epoch-0001"
+    );
+    checkpoint::load_model(&dir, Device::Cpu).unwrap();
+}
+
+#[test]
+fn mismatched_and_mixed_checkpoints_are_clear_errors() {
+    let s = setup(1);
+    let dir = temp_dir("mismatch");
+    let (_, r) = train(&s, &dir, None);
+    r.unwrap();
+    let ckpt = dir.join("epoch-0001");
+    let config = std::fs::read_to_string(ckpt.join("config.json")).unwrap();
+
+    // A spec with another hidden size: the first tensor of another shape is named.
+    std::fs::write(
+        ckpt.join("config.json"),
+        config.replace("\"hidden\": 32", "\"hidden\": 16"),
+    )
+    .unwrap();
+    let err = checkpoint::load_model(&dir, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+    assert!(
+        err.contains("has shape [32, 64] but the model's is [16, 64]"),
+        "{err}"
+    );
+
+    // A config of another save (epoch/step differ from the stamp in the tensor files).
+    std::fs::write(
+        ckpt.join("config.json"),
+        config.replace("\"step\": 22", "\"step\": 21"),
+    )
+    .unwrap();
+    let err = checkpoint::load_model(&dir, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("different saves"), "{err}");
+
+    // A truncated optimizer file.
+    std::fs::write(ckpt.join("config.json"), &config).unwrap();
+    let opt = std::fs::read(ckpt.join("optimizer.safetensors")).unwrap();
+    std::fs::write(ckpt.join("optimizer.safetensors"), &opt[..opt.len() / 2]).unwrap();
+    let (ckpt2, rc, model) = checkpoint::load_model(&dir, Device::Cpu).unwrap();
+    let err = checkpoint::load_train_state(&ckpt2, model.as_ref(), &s.split, &rc.train)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("optimizer.safetensors"), "{err}");
+    assert!(err.contains("corrupt or truncated"), "{err}");
+
+    // A checkpoint of another split does not resume.
+    std::fs::write(ckpt.join("optimizer.safetensors"), &opt).unwrap();
+    let other = data::split(&s.tt.train.y, 10, 100, 0, 3).unwrap();
+    let err = checkpoint::load_train_state(&ckpt2, model.as_ref(), &other, &rc.train)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("state.json") && err.contains("labelled batcher"),
+        "{err}"
+    );
+}

@@ -1,0 +1,321 @@
+//! The `ssvae` binary end to end on the shared digits set: `train` writes metrics.csv and a
+//! checkpoint, `eval` and `sample` read it, impossible flags and corrupt checkpoints fail with
+//! a clear message, and a diverging run stops with the last good checkpoint named.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn data_dir() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
+    assert!(
+        dir.join("digits").is_dir(),
+        "these tests need the shared datasets at {} (a folder shared/datasets next to the checkout)",
+        dir.display()
+    );
+    dir.to_string_lossy().into_owned()
+}
+
+/// A fresh, empty directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn ssvae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ssvae"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = ssvae(args);
+    assert!(
+        out.status.success(),
+        "ssvae {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `args`, expects failure, returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = ssvae(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "ssvae {args:?} succeeded; stderr: {err}"
+    );
+    assert!(err.starts_with("error"), "{err}");
+    err
+}
+
+/// `train` on digits with a small M2 into `out`, plus extra arguments.
+fn train_args<'a>(dd: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "train",
+        "--dataset",
+        "digits",
+        "--labels",
+        "50",
+        "--hidden",
+        "32",
+        "--z-dim",
+        "4",
+        "--batch-size",
+        "64",
+        "--labelled-batch",
+        "25",
+        "--data-dir",
+        dd,
+        "--out",
+        out,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// Width and height of a PNG, decoding it fully (so a broken file fails here).
+fn png_size(path: &Path) -> (u32, u32) {
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = dec.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    assert_eq!(info.bit_depth, png::BitDepth::Eight);
+    (info.width, info.height)
+}
+
+#[test]
+fn train_eval_sample_on_digits() {
+    let dd = data_dir();
+    let dir = temp_dir("train");
+    let d = dir.to_str().unwrap();
+    let out = ok(&train_args(&dd, d, &["--epochs", "2"]));
+    assert!(
+        out.contains("epoch   1") && out.contains("epoch   2"),
+        "{out}"
+    );
+    assert!(out.contains("test error"), "{out}");
+
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "epoch,wall_s,examples_per_s,loss,labelled,ce,unlabelled,test_error,test_elbo,test_acc,test_nmi"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    for (i, l) in lines[1..].iter().enumerate() {
+        let cells: Vec<&str> = l.split(',').collect();
+        assert_eq!(cells.len(), 11, "{l}");
+        assert_eq!(cells[0], (i + 1).to_string());
+        for c in &cells[1..] {
+            let v: f64 = c.parse().unwrap_or_else(|_| panic!("cell {c:?} of {l}"));
+            assert!(v.is_finite(), "{l}");
+        }
+    }
+
+    // One checkpoint directory, the newest, with its four files.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("LATEST")).unwrap().trim(),
+        "epoch-0002"
+    );
+    for f in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "config.json",
+        "state.json",
+    ] {
+        assert!(dir.join("epoch-0002").join(f).is_file(), "{f}");
+    }
+    assert!(!dir.join("epoch-0001").exists());
+
+    let ev = ok(&["eval", d, "--data-dir", &dd, "--iwae-k", "4"]);
+    for want in [
+        "test error",
+        "test ELBO",
+        "clustering ACC",
+        "clustering NMI",
+        "test IWAE (K=4)",
+    ] {
+        assert!(ev.contains(want), "{want} missing in {ev}");
+    }
+    // The reported test error is the one of the last CSV row.
+    let err_csv: f64 = lines[2].split(',').nth(7).unwrap().parse().unwrap();
+    assert!(ev.contains(&format!("{:.2}%", 100.0 * err_csv)), "{ev}");
+
+    // Class-conditional grid: 10 classes × 10 samples of 8×8 with 1-pixel gaps.
+    let png = dir.join("grid.png");
+    ok(&["sample", d, "--out", png.to_str().unwrap()]);
+    assert_eq!(png_size(&png), (10 * 8 + 9, 10 * 8 + 9));
+    ok(&[
+        "sample",
+        d,
+        "--out",
+        png.to_str().unwrap(),
+        "--rows",
+        "3",
+        "--cols",
+        "5",
+    ]);
+    assert_eq!(png_size(&png), (5 * 8 + 4, 3 * 8 + 2));
+    ok(&[
+        "sample",
+        d,
+        "--out",
+        png.to_str().unwrap(),
+        "--rows",
+        "2",
+        "--cols",
+        "3",
+        "--scale",
+        "4",
+    ]);
+    assert_eq!(png_size(&png), (3 * 32 + 2, 2 * 32 + 1));
+    // Analogies: each row a test image and its style with each of the 10 classes.
+    let an = dir.join("analogy.png");
+    ok(&[
+        "sample",
+        d,
+        "--analogy",
+        "--rows",
+        "4",
+        "--out",
+        an.to_str().unwrap(),
+        "--data-dir",
+        &dd,
+    ]);
+    assert_eq!(png_size(&an), (11 * 8 + 10, 4 * 8 + 3));
+
+    // The run directory is protected from an accidental restart...
+    let err = fails(&train_args(&dd, d, &["--epochs", "1"]));
+    assert!(
+        err.contains("already holds a checkpoint") && err.contains("--resume"),
+        "{err}"
+    );
+    // ...--resume refuses settings it would ignore...
+    let err = fails(&["train", "--resume", d, "--lr", "0.1"]);
+    assert!(err.contains("--lr cannot be given"), "{err}");
+    // ...and a finished run says so.
+    let out = ok(&["train", "--resume", d, "--data-dir", &dd]);
+    assert!(out.contains("already at epoch 2 of 2"), "{out}");
+}
+
+#[test]
+fn impossible_flags_fail_clearly() {
+    let dd = data_dir();
+    let dir = temp_dir("flags");
+    let d = dir.to_str().unwrap();
+    let cases: [(&[&str], &str); 9] = [
+        (&["--labels", "15"], "multiple of the number of classes"),
+        (&["--labels", "5000"], "class"),
+        (&["--epochs", "0"], "--epochs: must be at least 1"),
+        (&["--batch-size", "0"], "--batch-size: must be at least 1"),
+        (
+            &["--labelled-batch", "0"],
+            "--labelled-batch: must be at least 1",
+        ),
+        (
+            &["--device", "cuda"],
+            "CUDA backend not available in this build yet",
+        ),
+        (&["--device", "tpu"], "unknown device 'tpu'"),
+        (&["--model", "m3"], "unknown model 'm3'"),
+        (&["--arch", "rnn"], "unknown architecture 'rnn'"),
+    ];
+    for (extra, want) in cases {
+        // Each fails before any training starts.
+        let mut args = vec![
+            "train",
+            "--dataset",
+            "digits",
+            "--data-dir",
+            &dd,
+            "--out",
+            d,
+        ];
+        args.extend_from_slice(extra);
+        let err = fails(&args);
+        assert!(err.contains(want), "{extra:?}: {err}");
+    }
+    let err = fails(&["bench", "--device", "cuda"]);
+    assert!(err.contains("CUDA backend not available"), "{err}");
+    let err = fails(&["eval", d]);
+    assert!(err.contains("not a checkpoint"), "{err}");
+}
+
+#[test]
+fn corrupt_checkpoint_files_are_named() {
+    let dd = data_dir();
+    let dir = temp_dir("corrupt");
+    let d = dir.to_str().unwrap();
+    ok(&train_args(
+        &dd,
+        d,
+        &["--epochs", "1", "--steps-per-epoch", "3"],
+    ));
+    let ckpt = dir.join("epoch-0001");
+
+    let model = ckpt.join("model.safetensors");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() - 100]).unwrap();
+    let err = fails(&["eval", d, "--data-dir", &dd]);
+    assert!(err.contains(&model.display().to_string()), "{err}");
+    assert!(err.contains("corrupt or truncated"), "{err}");
+    std::fs::write(&model, &bytes).unwrap();
+
+    let config = ckpt.join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, &text[..text.len() / 2]).unwrap();
+    let err = fails(&["sample", d]);
+    assert!(err.contains(&config.display().to_string()), "{err}");
+    std::fs::write(&config, &text).unwrap();
+
+    let state = ckpt.join("state.json");
+    std::fs::write(&state, "{").unwrap();
+    let err = fails(&["train", "--resume", d, "--epochs", "2", "--data-dir", &dd]);
+    assert!(err.contains(&state.display().to_string()), "{err}");
+}
+
+#[test]
+fn divergence_stops_with_the_last_good_checkpoint_named() {
+    let dd = data_dir();
+    let dir = temp_dir("diverge");
+    let d = dir.to_str().unwrap();
+    ok(&train_args(
+        &dd,
+        d,
+        &["--epochs", "1", "--steps-per-epoch", "2"],
+    ));
+    // Make the run diverge from here: with an absurd learning rate the next step (3) is still
+    // finite but throws the weights to ±1e30, and the loss of step 4 overflows.
+    let config = dir.join("epoch-0001/config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("\"lr\": 0.001", "\"lr\": 1e30")).unwrap();
+    let err = fails(&["train", "--resume", d, "--epochs", "3", "--data-dir", &dd]);
+    assert!(err.contains("non-finite value"), "{err}");
+    assert!(err.contains("at step 4 (epoch 2)"), "{err}");
+    assert!(
+        err.contains("last good checkpoint is") && err.contains("epoch-0001"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("LATEST")).unwrap().trim(),
+        "epoch-0001"
+    );
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    // The checkpoint still loads and evaluates to finite numbers.
+    let ev = ok(&["eval", d, "--data-dir", &dd]);
+    assert!(!ev.contains("NaN"), "{ev}");
+
+    // Diverging within the first epoch: no checkpoint to point at, and the message says so.
+    let dir = temp_dir("diverge-first");
+    let d = dir.to_str().unwrap();
+    let err = fails(&train_args(&dd, d, &["--epochs", "2", "--lr", "1e30"]));
+    assert!(err.contains("at step 2 (epoch 1)"), "{err}");
+    assert!(err.contains("no checkpoint was written"), "{err}");
+    assert!(!dir.join("LATEST").exists());
+}
