@@ -6,6 +6,7 @@
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ssvae::backend::cuda::parse_device;
 use ssvae::data::{self, Dataset, DatasetName, SemiSupervised};
 use ssvae::models::{self, Arch, Model, ModelKind, ModelSpec};
 use ssvae::rng::Rng;
@@ -87,8 +88,8 @@ enum Command {
         /// Steps per epoch [default: one pass over the unlabelled pool]
         #[arg(long)]
         steps_per_epoch: Option<usize>,
-        /// auto | cpu | cuda (auto: the best available; the CPU until the CUDA backend lands)
-        #[arg(long, default_value = "cpu")]
+        /// auto | cpu | cuda | cuda:N (auto: CUDA when a driver and a GPU are present, else the CPU)
+        #[arg(long, default_value = "auto")]
         device: String,
     },
     /// Evaluate a checkpoint on the test set: error, ELBO, clustering ACC/NMI, and with
@@ -145,26 +146,6 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
-}
-
-/// The one place that maps a `--device` value to a [`Device`]. `auto` picks the best device
-/// available; until the CUDA backend lands that is the CPU.
-fn parse_device(s: &str) -> Result<Device> {
-    match s {
-        "cpu" | "auto" => Ok(Device::Cpu),
-        "cuda" => Err(Error::invalid(
-            "--device",
-            "CUDA backend not available in this build yet (use --device cpu)",
-        )),
-        other if other.starts_with("cuda:") => Err(Error::invalid(
-            "--device",
-            "CUDA backend not available in this build yet (use --device cpu)",
-        )),
-        other => Err(Error::invalid(
-            "--device",
-            format!("unknown device '{other}' (expected auto, cpu or cuda)"),
-        )),
-    }
 }
 
 /// `Ok` when `v` is positive, else an error for `flag`.
