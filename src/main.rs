@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ssvae", version, about = "Semi-supervised VAEs on a from-scratch tensor engine")]
+#[command(
+    name = "ssvae",
+    version,
+    about = "Semi-supervised VAEs on a from-scratch tensor engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,6 +70,10 @@ enum Command {
         /// cpu (the CUDA backend is selected with cuda once it lands)
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// M2: compose the ELBO from primitives instead of the fused VAE ops (same maths and
+        /// random draws; for comparison and benchmarking)
+        #[arg(long)]
+        unfused: bool,
     },
 }
 
@@ -96,6 +104,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             steps_per_epoch,
             device,
+            unfused,
         } => {
             let device = parse_device(&device)?;
             let name: DatasetName = dataset.parse()?;
@@ -115,6 +124,7 @@ fn run(cli: Cli) -> Result<()> {
                         z_dim,
                         alpha,
                         activation: act,
+                        fused: !unfused,
                     },
                     &mut rng,
                     device,
@@ -149,11 +159,8 @@ fn run(cli: Cli) -> Result<()> {
                 split.labelled.len()
             );
             fit(model.as_ref(), &tt.train, &tt.test, &split, &cfg, |r| {
-                let terms: Vec<String> = r
-                    .train
-                    .iter()
-                    .map(|(n, v)| format!("{n} {v:.3}"))
-                    .collect();
+                let terms: Vec<String> =
+                    r.train.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
                 let elbo = r
                     .test_neg_elbo
                     .map(|v| format!(" test ELBO {:.2}", -v))

@@ -8,6 +8,7 @@
 //! - a "rows" kernel sees its input as rows × cols with cols contiguous.
 
 pub mod cpu;
+pub mod vae;
 
 use crate::rng::RngKey;
 use crate::{Device, Result};
