@@ -12,14 +12,16 @@
 //! dμ, dlv written backward); Gumbel 5·4·B·K (ℓ read, y written; ℓ, dy read, dℓ written).
 //!
 //! Run: `cargo bench --bench vae_ops` (results in `benches/RESULTS-vae.md`).
+//! `VAE_AB=1 cargo bench --bench vae_ops` instead times fused and unfused alternately (A, B, A,
+//! B, …) and prints the best of N of each as a markdown table: on a shared machine whose load
+//! drifts, alternating keeps the two forms under the same conditions, which criterion's
+//! one-after-the-other groups do not.
 
-use criterion::{
-    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
-};
+use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 use ssvae::rng::RngKey;
 use ssvae::vae::{self, composed, Likelihood};
 use ssvae::{Device, Result, Tensor};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const DEV: Device = Device::Cpu;
 
@@ -151,4 +153,115 @@ fn bench_gumbel(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_elbo, bench_reparam, bench_gumbel);
-criterion_main!(benches);
+
+/// Best-of-`reps` wall time of `a` and of `b`, run alternately (A B, then B A, …, so neither
+/// always runs first).
+fn alternate(reps: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+    let (mut ta, mut tb) = (f64::MAX, f64::MAX);
+    let time = |f: &mut dyn FnMut(), best: &mut f64| {
+        let t = Instant::now();
+        f();
+        *best = best.min(t.elapsed().as_secs_f64());
+    };
+    for r in 0..reps {
+        if r % 2 == 0 {
+            time(&mut a, &mut ta);
+            time(&mut b, &mut tb);
+        } else {
+            time(&mut b, &mut tb);
+            time(&mut a, &mut ta);
+        }
+    }
+    (ta, tb)
+}
+
+/// One markdown row: case, fused, unfused, unfused/fused, GB/s of each.
+fn row(case: &str, bytes: f64, (f, u): (f64, f64)) {
+    let ms = |t: f64| {
+        if t >= 1.0 {
+            format!("{t:.2} s")
+        } else {
+            format!("{:.2} ms", t * 1e3)
+        }
+    };
+    println!(
+        "| {case} | {} | {} | {:.2} | {:.2} | {:.2} |",
+        ms(f),
+        ms(u),
+        u / f,
+        bytes / f / 1e9,
+        bytes / u / 1e9
+    );
+}
+
+fn alternating_table() -> Result<()> {
+    println!("| case (fwd+bwd) | fused | unfused | unfused/fused | fused GB/s | unfused GB/s |");
+    println!("|---|---|---|---|---|---|");
+    for (b, k, d, reps) in [(64, 10, 784, 100), (512, 100, 3072, 6)] {
+        let i = elbo_inputs(b, k, d)?;
+        let t = alternate(
+            reps,
+            || elbo_step(&i, vae::elbo_marginal).expect("fused"),
+            || elbo_step(&i, composed::elbo_marginal).expect("unfused"),
+        );
+        row(
+            &format!("elbo_marginal B={b} K={k} D={d}"),
+            12.0 * (b * k * d) as f64,
+            t,
+        );
+    }
+    let (b, d) = (512, 3072);
+    let mu = Tensor::randn([b, d], key(0), DEV)?.variable();
+    let lv = Tensor::randn([b, d], key(1 << 40), DEV)?
+        .mul_scalar(0.5)?
+        .variable();
+    let rep = |f: ReparamFn| {
+        let (z, kl) = f(&mu, &lv, key(5 << 40)).expect("forward");
+        let loss = z
+            .sum_all()
+            .and_then(|s| s.add(&kl.sum_all()?))
+            .expect("loss");
+        std::hint::black_box(loss.backward().expect("backward").len());
+    };
+    let t = alternate(
+        20,
+        || rep(vae::reparameterize),
+        || rep(composed::reparameterize),
+    );
+    row(
+        &format!("reparameterize B={b} D={d}"),
+        32.0 * (b * d) as f64,
+        t,
+    );
+    let (b, k) = (512, 100);
+    let logits = Tensor::randn([b, k], key(0), DEV)?.variable();
+    let r = Tensor::randn([b, k], key(9 << 40), DEV)?;
+    let gum = |f: GumbelFn| {
+        let y = f(&logits, 0.67, false, key(7 << 40)).expect("forward");
+        let loss = y.mul(&r).and_then(|t| t.sum_all()).expect("loss");
+        std::hint::black_box(loss.backward().expect("backward").len());
+    };
+    let t = alternate(
+        200,
+        || gum(vae::gumbel_softmax),
+        || gum(composed::gumbel_softmax),
+    );
+    row(
+        &format!("gumbel_softmax B={b} K={k}"),
+        20.0 * (b * k) as f64,
+        t,
+    );
+    Ok(())
+}
+
+fn main() {
+    if std::env::var_os("VAE_AB").is_some() {
+        if let Err(e) = alternating_table() {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -93,7 +93,7 @@ impl M2 {
         self.dec_out.forward(&h)
     }
 
-    /// log p(y) = −log K for every class, as a [K] tensor (the fused ELBO's `log_prior`).
+    /// log p(y) = −log K for every class, as a \[K\] tensor (the fused ELBO's `log_prior`).
     fn log_prior(&self) -> Result<Tensor> {
         let k = self.cfg.classes;
         Tensor::full(-(k as f32).ln(), [k], self.device)

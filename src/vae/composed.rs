@@ -96,7 +96,7 @@ pub fn elbo_marginal(
     logq.exp()?.mul(&l.add(&logq)?)?.sum(1)
 }
 
-/// L_b = nll(L_b, x_b) + kl_b − log_prior[y_b].
+/// L_b = nll(L_b, x_b) + kl_b − log_prior(y_b).
 pub fn elbo_labelled(
     decoded: &Tensor,
     targets: &Tensor,

@@ -4,8 +4,8 @@
 //!
 //! ## Unlabelled (marginal) bound
 //! Inputs: decoder outputs L [B·K, D] (row b·K + k is x_b decoded with y = k), targets x [B, D],
-//! kl [B·K] (or [B, K]) = KL(q(z|x_b, y=k) ‖ p(z)), classifier logits c [B, K] with
-//! q_b = softmax(c_b), and log_prior [K] = log p(y = k).
+//! kl \[B·K\] (or [B, K]) = KL(q(z|x_b, y=k) ‖ p(z)), classifier logits c [B, K] with
+//! q_b = softmax(c_b), and log_prior \[K\] = log p(y = k).
 //!
 //! ```text
 //! ℓ_bk = nll_bk + kl_bk − log_prior_k,        nll_bk = Σ_d −log p(x_bd | L_bk,d)
@@ -22,12 +22,12 @@
 //! dlog_prior_k  = −Σ_b g_b q_bk
 //! ```
 //!
-//! The forward reads L once and keeps only nll [B·K] for the backward; no (B·K)×D intermediate
+//! The forward reads L once and keeps only nll \[B·K\] for the backward; no (B·K)×D intermediate
 //! is stored, where the composition of primitives stores several (the BCE's repeated targets,
 //! its gradient, the broadcast products).
 //!
 //! ## Labelled bound
-//! q_b = onehot(y_b): L [B, D], kl [B], and L_b = nll_b + kl_b − log_prior_{y_b}; gradients
+//! q_b = onehot(y_b): L [B, D], kl \[B\], and L_b = nll_b + kl_b − log_prior_{y_b}; gradients
 //! dL = g ∂nll/∂L, dkl = g, dlog_prior_k = −Σ_{b: y_b = k} g_b.
 //!
 //! No gradient flows to the targets x (data).
@@ -52,9 +52,9 @@ fn features(op: &'static str, targets: &Tensor, batch: usize) -> Result<usize> {
     Ok(d)
 }
 
-/// The per-row unlabelled negative ELBO U_b [B] of M2 with y marginalised exactly (see the
-/// module docs): `decoded` [B·K, D], `targets` [B, D], `kl` [B·K] or [B, K], `class_logits`
-/// [B, K], `log_prior` [K]. Differentiable w.r.t. `decoded`, `kl`, `class_logits` and
+/// The per-row unlabelled negative ELBO U_b \[B\] of M2 with y marginalised exactly (see the
+/// module docs): `decoded` [B·K, D], `targets` [B, D], `kl` \[B·K\] or [B, K], `class_logits`
+/// [B, K], `log_prior` \[K\]. Differentiable w.r.t. `decoded`, `kl`, `class_logits` and
 /// `log_prior`.
 pub fn elbo_marginal(
     decoded: &Tensor,
@@ -166,9 +166,9 @@ pub fn elbo_marginal(
     ))
 }
 
-/// The per-row labelled negative ELBO L_b = nll_b + kl_b − log_prior_{y_b} [B] of M2:
-/// `decoded` [B, D] (x_b decoded with its label), `targets` [B, D], `kl` [B], `labels` (B, each
-/// < K), `log_prior` [K]. Differentiable w.r.t. `decoded`, `kl` and `log_prior`.
+/// The per-row labelled negative ELBO L_b = nll_b + kl_b − log_prior_{y_b} \[B\] of M2:
+/// `decoded` [B, D] (x_b decoded with its label), `targets` [B, D], `kl` \[B\], `labels` (B, each
+/// < K), `log_prior` \[K\]. Differentiable w.r.t. `decoded`, `kl` and `log_prior`.
 pub fn elbo_labelled(
     decoded: &Tensor,
     targets: &Tensor,

@@ -69,7 +69,7 @@ pub fn gumbel_softmax(logits: &Tensor, tau: f32, hard: bool, key: RngKey) -> Res
     ))
 }
 
-/// KL(softmax(ℓ_b) ‖ Uniform(K)) per row of `logits` [B, K] → [B].
+/// KL(softmax(ℓ_b) ‖ Uniform(K)) per row of `logits` [B, K] → \[B\].
 pub fn categorical_kl_uniform(logits: &Tensor) -> Result<Tensor> {
     let op = "categorical_kl_uniform";
     let (rows, cols) = rows_cols(op, "logits", logits)?;

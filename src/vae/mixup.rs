@@ -180,7 +180,7 @@ pub fn mixup_build(
     })
 }
 
-/// Per-row J_b = CE(softmax(c̃_b), p̃_b) + w(‖μ(x̃)_b − μ̃_b‖² + ‖σ(x̃)_b − σ̃_b‖²) → [B], for
+/// Per-row J_b = CE(softmax(c̃_b), p̃_b) + w(‖μ(x̃)_b − μ̃_b‖² + ‖σ(x̃)_b − σ̃_b‖²) → \[B\], for
 /// `logits` c̃ [B, K] and (optionally) the posterior on x̃; `targets` from [`mixup_build`] (with
 /// μ̃, σ̃ exactly when `latent` is given). Differentiable w.r.t. logits, μ(x̃) and σ(x̃).
 pub fn mixup_loss(

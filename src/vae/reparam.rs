@@ -11,7 +11,7 @@
 //! kl_b  = KL(N(μ_b, diag e^{lv_b}) ‖ N(0, I)) = −½ Σ_d (1 + lv_bd − μ_bd² − e^{lv_bd})
 //! ```
 //!
-//! Gradients, for upstream dz [B, D] and dkl [B]:
+//! Gradients, for upstream dz [B, D] and dkl \[B\]:
 //!
 //! ```text
 //! dμ  = dz + dkl_b · μ
@@ -38,7 +38,7 @@ use crate::{Result, Shape, Tensor};
 
 /// z = μ + exp(½ lv) ⊙ ε and the per-row KL(q ‖ N(0, I)), for `mu`, `logvar` of shape [B, D].
 /// ε is the N(0, 1) draw at `key` (the same numbers as `Tensor::randn([B, D], key)`, on every
-/// backend). Returns (z [B, D], kl [B]); both are differentiable w.r.t. μ and log σ².
+/// backend). Returns (z [B, D], kl \[B\]); both are differentiable w.r.t. μ and log σ².
 pub fn reparameterize(mu: &Tensor, logvar: &Tensor, key: RngKey) -> Result<(Tensor, Tensor)> {
     let op = "reparameterize";
     let (rows, cols) = rows_cols(op, "mu", mu)?;
