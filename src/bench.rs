@@ -282,6 +282,7 @@ pub fn run(
             z_dim: 50,
             alpha: 0.1 * 60_000.0 / 100.0,
             activation: Activation::Relu,
+            fused: true,
         },
         &mut rng,
         device,

@@ -15,6 +15,7 @@ pub mod shape;
 pub mod storage;
 pub mod tensor;
 pub mod train;
+pub mod vae;
 
 pub use autograd::{no_grad, GradStore};
 pub use device::Device;

@@ -91,6 +91,10 @@ enum Command {
         /// auto | cpu | cuda | cuda:N (auto: CUDA when a driver and a GPU are present, else the CPU)
         #[arg(long, default_value = "auto")]
         device: String,
+        /// M2: compose the ELBO from primitives instead of the fused VAE ops (same maths and
+        /// random draws; for comparison and benchmarking)
+        #[arg(long)]
+        unfused: bool,
     },
     /// Evaluate a checkpoint on the test set: error, ELBO, clustering ACC/NMI, and with
     /// --iwae-k K the importance-weighted bound on log p(x).
@@ -229,6 +233,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             overwrite,
             steps_per_epoch,
             device,
+            unfused,
         } => {
             let device = parse_device(&device)?;
             let given = given_flags(matches, "train");
@@ -297,7 +302,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                 alpha: Some(alpha),
                 n_train: tt.train.n,
                 n_labelled: split.labelled.len(),
-                fused: true,
+                fused: !unfused,
             };
             let model = models::build(&spec, &mut rng, device)?;
             let use_unlabelled = kind != ModelKind::Classifier;

@@ -5,6 +5,10 @@
 
 use crate::backend::cpu::{CpuDevice, CpuStorage};
 use crate::backend::cuda::{CudaDevice, CudaStorage};
+use crate::backend::vae::{
+    ElboArgs, ElboGrad, ElboOut, ElboShape, GaussianKlGrad, Likelihood, MixupLossArgs,
+    MixupLossGrad, MixupOut, MixupShape, MixupSrc, ReparamGrad, ReparamOut, VaeKernels,
+};
 use crate::backend::{
     AdamStep, BackendDevice, BackendStorage, BinaryOp, Conv2dShape, MatmulShape, ReduceOp, UnaryOp,
 };
@@ -225,4 +229,240 @@ impl Storage {
             Storage::Cuda(s) => s.scale_in_place(factor),
         }
     }
+}
+
+/// The fused VAE kernels ([`VaeKernels`]). Each matches on its first buffer's device and asks
+/// every other buffer for the same device's type (`as_cpu`), so a mismatch is an error naming
+/// the op; a new device adds one arm per method and an `as_<device>` accessor.
+impl Storage {
+    /// This buffer as a CPU buffer, or a device-mismatch error for `op`.
+    fn as_cpu(&self, op: &'static str) -> Result<&CpuStorage> {
+        match self {
+            Storage::Cpu(s) => Ok(s),
+            other => Err(mismatch(op, Device::Cpu, other.device())),
+        }
+    }
+    pub fn reparam_forward(
+        &self,
+        logvar: &Self,
+        rows: usize,
+        cols: usize,
+        key: RngKey,
+    ) -> Result<ReparamOut<Self>> {
+        let op = "reparam_forward";
+        match self {
+            Storage::Cpu(mu) => Ok(mu
+                .reparam_forward(logvar.as_cpu(op)?, rows, cols, key)?
+                .map(Storage::Cpu)),
+            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+        }
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub fn reparam_backward(
+        &self,
+        logvar: &Self,
+        dz: Option<&Self>,
+        dkl: Option<&Self>,
+        rows: usize,
+        cols: usize,
+        key: RngKey,
+    ) -> Result<ReparamGrad<Self>> {
+        let op = "reparam_backward";
+        match self {
+            Storage::Cpu(mu) => Ok(mu
+                .reparam_backward(
+                    logvar.as_cpu(op)?,
+                    dz.map(|d| d.as_cpu(op)).transpose()?,
+                    dkl.map(|d| d.as_cpu(op)).transpose()?,
+                    rows,
+                    cols,
+                    key,
+                )?
+                .map(Storage::Cpu)),
+            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+        }
+    }
+    pub fn gaussian_kl_forward(
+        &self,
+        logvar_q: &Self,
+        mu_p: &Self,
+        logvar_p: &Self,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self> {
+        let op = "gaussian_kl_forward";
+        match self {
+            Storage::Cpu(mu_q) => Ok(Storage::Cpu(mu_q.gaussian_kl_forward(
+                logvar_q.as_cpu(op)?,
+                mu_p.as_cpu(op)?,
+                logvar_p.as_cpu(op)?,
+                rows,
+                cols,
+            )?)),
+            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+        }
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub fn gaussian_kl_backward(
+        &self,
+        logvar_q: &Self,
+        mu_p: &Self,
+        logvar_p: &Self,
+        dkl: &Self,
+        rows: usize,
+        cols: usize,
+    ) -> Result<GaussianKlGrad<Self>> {
+        let op = "gaussian_kl_backward";
+        match self {
+            Storage::Cpu(mu_q) => Ok(mu_q
+                .gaussian_kl_backward(
+                    logvar_q.as_cpu(op)?,
+                    mu_p.as_cpu(op)?,
+                    logvar_p.as_cpu(op)?,
+                    dkl.as_cpu(op)?,
+                    rows,
+                    cols,
+                )?
+                .map(Storage::Cpu)),
+            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+        }
+    }
+    pub fn gumbel_softmax_forward(
+        &self,
+        rows: usize,
+        cols: usize,
+        tau: f32,
+        hard: bool,
+        key: RngKey,
+    ) -> Result<Self> {
+        match self {
+            Storage::Cpu(s) => Ok(Storage::Cpu(
+                s.gumbel_softmax_forward(rows, cols, tau, hard, key)?,
+            )),
+            Storage::Cuda(_) => Err(vae_not_on_cuda("gumbel_softmax_forward")),
+        }
+    }
+    pub fn gumbel_softmax_backward(
+        &self,
+        dy: &Self,
+        rows: usize,
+        cols: usize,
+        tau: f32,
+        key: RngKey,
+    ) -> Result<Self> {
+        let op = "gumbel_softmax_backward";
+        match self {
+            Storage::Cpu(l) => Ok(Storage::Cpu(l.gumbel_softmax_backward(
+                dy.as_cpu(op)?,
+                rows,
+                cols,
+                tau,
+                key,
+            )?)),
+            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+        }
+    }
+    pub fn categorical_kl_uniform_forward(&self, rows: usize, cols: usize) -> Result<Self> {
+        match self {
+            Storage::Cpu(s) => Ok(Storage::Cpu(s.categorical_kl_uniform_forward(rows, cols)?)),
+            Storage::Cuda(_) => Err(vae_not_on_cuda("categorical_kl_uniform_forward")),
+        }
+    }
+    pub fn categorical_kl_uniform_backward(
+        &self,
+        dkl: &Self,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self> {
+        let op = "categorical_kl_uniform_backward";
+        match self {
+            Storage::Cpu(l) => Ok(Storage::Cpu(l.categorical_kl_uniform_backward(
+                dkl.as_cpu(op)?,
+                rows,
+                cols,
+            )?)),
+            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+        }
+    }
+    pub fn elbo_marginal_forward(
+        likelihood: Likelihood,
+        s: ElboShape,
+        inp: &ElboArgs<'_, Self>,
+    ) -> Result<ElboOut<Self>> {
+        let op = "elbo_marginal_forward";
+        match inp.decoded {
+            Storage::Cpu(_) => {
+                let inp = inp.try_map(|b| b.as_cpu(op))?;
+                Ok(CpuStorage::elbo_marginal_forward(likelihood, s, &inp)?.map(Storage::Cpu))
+            }
+            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+        }
+    }
+    pub fn elbo_marginal_backward(
+        likelihood: Likelihood,
+        s: ElboShape,
+        inp: &ElboArgs<'_, Self>,
+        nll: &Self,
+        grad: &Self,
+    ) -> Result<ElboGrad<Self>> {
+        let op = "elbo_marginal_backward";
+        match inp.decoded {
+            Storage::Cpu(_) => {
+                let inp = inp.try_map(|b| b.as_cpu(op))?;
+                let (nll, grad) = (nll.as_cpu(op)?, grad.as_cpu(op)?);
+                Ok(
+                    CpuStorage::elbo_marginal_backward(likelihood, s, &inp, nll, grad)?
+                        .map(Storage::Cpu),
+                )
+            }
+            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+        }
+    }
+    pub fn mixup_build(
+        s: MixupShape,
+        src: &MixupSrc<'_, Self>,
+        partner: &[u32],
+        lambda: &[f32],
+    ) -> Result<MixupOut<Self>> {
+        let op = "mixup_build";
+        match src.x {
+            Storage::Cpu(_) => {
+                let src = src.try_map(|b| b.as_cpu(op))?;
+                Ok(CpuStorage::mixup_build(s, &src, partner, lambda)?.map(Storage::Cpu))
+            }
+            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+        }
+    }
+    pub fn mixup_loss_forward(s: MixupShape, inp: &MixupLossArgs<'_, Self>) -> Result<Self> {
+        let op = "mixup_loss_forward";
+        match inp.logits {
+            Storage::Cpu(_) => {
+                let inp = inp.try_map(|b| b.as_cpu(op))?;
+                Ok(Storage::Cpu(CpuStorage::mixup_loss_forward(s, &inp)?))
+            }
+            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+        }
+    }
+    pub fn mixup_loss_backward(
+        s: MixupShape,
+        inp: &MixupLossArgs<'_, Self>,
+        grad: &Self,
+    ) -> Result<MixupLossGrad<Self>> {
+        let op = "mixup_loss_backward";
+        match inp.logits {
+            Storage::Cpu(_) => {
+                let inp = inp.try_map(|b| b.as_cpu(op))?;
+                Ok(CpuStorage::mixup_loss_backward(s, &inp, grad.as_cpu(op)?)?.map(Storage::Cpu))
+            }
+            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+        }
+    }
+}
+
+/// The fused VAE kernels have CUDA sources (kernels/{reparam,gumbel,elbo,mixup}.cu) but no
+/// launch wrappers yet.
+fn vae_not_on_cuda(op: &str) -> Error {
+    Error::Device(format!(
+        "{op}: the fused VAE kernels are not launched on CUDA yet; use the CPU or the unfused path"
+    ))
 }

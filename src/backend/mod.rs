@@ -9,6 +9,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod vae;
 
 use crate::rng::RngKey;
 use crate::{Device, Result};

@@ -10,10 +10,15 @@
 //!
 //! The first layer of q(z|x,y) acts on the concatenation [x, y]; it is computed as
 //! W_x·x + W_y·y so that W_x·x runs once per example rather than once per (example, class).
+//!
+//! With `fused` (the CLI default), L and U are each one fused op after the decoder
+//! (`vae::reparameterize` + `vae::elbo_labelled` / `vae::elbo_marginal`); otherwise they are
+//! composed from primitives as written above. Both paths draw the same ε.
 
 use super::{Batch, Model, StepContext, Terms};
 use crate::nn::{join, Activation, Init, Linear, Module};
 use crate::rng::Rng;
+use crate::vae::{self, Likelihood};
 use crate::{Device, Error, Result, Tensor};
 
 /// M2's sizes.
@@ -26,6 +31,10 @@ pub struct M2Config {
     /// Weight of the labelled cross-entropy term.
     pub alpha: f32,
     pub activation: Activation,
+    /// Use the fused ops (`vae::reparameterize` + `vae::elbo_labelled` / `vae::elbo_marginal`)
+    /// rather than the composition of primitives. Same maths and the same random draws, so the
+    /// two agree to float rounding; the fused path skips the (B·K)×D intermediates.
+    pub fused: bool,
 }
 
 /// The M2 model with MLP encoder, classifier and decoder.
@@ -84,8 +93,36 @@ impl M2 {
         self.dec_out.forward(&h)
     }
 
-    /// L(x, y) per row for inputs `x` [n, D], one-hot `y` [n, K], and `hx` = enc_x(x) [n, H].
-    fn labelled_bound(&self, x: &Tensor, hx: &Tensor, y: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+    /// log p(y) = −log K for every class, as a \[K\] tensor (the fused ELBO's `log_prior`).
+    fn log_prior(&self) -> Result<Tensor> {
+        let k = self.cfg.classes;
+        Tensor::full(-(k as f32).ln(), [k], self.device)
+    }
+
+    /// The fused path's sample: z ~ q(z|x,y) with its KL (one fused op) and the decoder logits.
+    /// Draws ε with the same key as the composed path.
+    fn sample_decode(&self, hx: &Tensor, y: &Tensor, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
+        let (mu, lv) = self.encode_z(hx, y)?;
+        let key = rng.next_key(mu.elem_count());
+        let (z, kl) = vae::reparameterize(&mu, &lv, key)?;
+        Ok((self.decode(&z, y)?, kl))
+    }
+
+    /// L(x, y) per row for inputs `x` [n, D], labels `labels` (one-hot `y` [n, K]), and
+    /// `hx` = enc_x(x) [n, H].
+    fn labelled_bound(
+        &self,
+        x: &Tensor,
+        hx: &Tensor,
+        y: &Tensor,
+        labels: &[u32],
+        rng: &mut Rng,
+    ) -> Result<Tensor> {
+        if self.cfg.fused {
+            let (logits, kl) = self.sample_decode(hx, y, rng)?;
+            let lp = self.log_prior()?;
+            return vae::elbo_labelled(&logits, x, &kl, labels, &lp, Likelihood::Bernoulli);
+        }
         let (mu, lv) = self.encode_z(hx, y)?;
         let eps = Tensor::randn(
             mu.shape().clone(),
@@ -108,8 +145,17 @@ impl M2 {
         let hx = self.enc_x.forward(x)?.repeat_interleave(k)?;
         let classes: Vec<u32> = (0..n).flat_map(|_| 0..k as u32).collect();
         let y = Tensor::one_hot(&classes, k, self.device)?;
+        if self.cfg.fused {
+            // One pass over the n·K decoded rows: no repeated x, no [n·K, D] loss intermediates.
+            let (logits, kl) = self.sample_decode(&hx, &y, rng)?;
+            let c = self.classify(x)?;
+            let lp = self.log_prior()?;
+            return vae::elbo_marginal(&logits, x, &kl, &c, &lp, Likelihood::Bernoulli);
+        }
         let xr = x.repeat_interleave(k)?;
-        let l = self.labelled_bound(&xr, &hx, &y, rng)?.reshape([n, k])?;
+        let l = self
+            .labelled_bound(&xr, &hx, &y, &classes, rng)?
+            .reshape([n, k])?;
         let logq = self.classify(x)?.log_softmax()?;
         let q = logq.exp()?;
         // Σ_k q·L + Σ_k q·log q  (the second sum is −H(q)).
@@ -151,7 +197,9 @@ impl Model for M2 {
         if let Some(xl) = &batch.x_lab {
             let y = Tensor::one_hot(&batch.y_lab, self.cfg.classes, self.device)?;
             let hx = self.enc_x.forward(xl)?;
-            let l = self.labelled_bound(xl, &hx, &y, ctx.rng)?.mean_all()?;
+            let l = self
+                .labelled_bound(xl, &hx, &y, &batch.y_lab, ctx.rng)?
+                .mean_all()?;
             let ce = self
                 .classify(xl)?
                 .cross_entropy_labels(&batch.y_lab)?

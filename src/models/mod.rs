@@ -138,6 +138,7 @@ pub fn build(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
                     .alpha
                     .unwrap_or(0.1 * spec.n_train as f32 / spec.n_labelled.max(1) as f32),
                 activation: Activation::Relu,
+                fused: spec.fused,
             },
             rng,
             device,
