@@ -3,7 +3,7 @@
 # no Rust toolchain. Prints the GPU, driver and NVRTC versions first; unpacks the binaries and
 # NVRTC (xz) into $SSVAE_BUNDLE_WORK (default: $TMPDIR/ssvae-gpu-bundle); then runs
 #   1. the NVRTC compile test (every kernels/*.cu for sm_80 and sm_90, warnings are failures),
-#   2. the CPU↔CUDA parity tests, and the library's unit tests,
+#   2. the CPU↔CUDA parity tests (cuda_parity, cuda_parity_vae), and the library's unit tests,
 #   3. compute-sanitizer memcheck on the parity tests, racecheck/synccheck on the shared-memory
 #      kernels (set SANITIZE=0 to skip; needs compute-sanitizer on PATH or in /usr/local/cuda/bin),
 #   4. the throughput report (PERF=0 to skip) and any bench binaries (BENCH=1 to run them).
@@ -64,6 +64,7 @@ export RUST_BACKTRACE=1
 
 step "NVRTC compile test" "$W/bin/kernels_compile" --nocapture
 step "CPU/CUDA parity tests" "$W/bin/cuda_parity" --nocapture --test-threads=1
+step "CPU/CUDA parity tests: fused VAE kernels" "$W/bin/cuda_parity_vae" --nocapture --test-threads=1
 [[ -x "$W/bin/unit_tests" ]] && step "library unit tests" "$W/bin/unit_tests" --test-threads=2
 
 if [[ "${SANITIZE:-1}" == 1 ]]; then
@@ -72,6 +73,11 @@ if [[ "${SANITIZE:-1}" == 1 ]]; then
     if [[ -n "$CS" ]]; then
         step "memcheck: parity tests" "$CS" --tool memcheck --error-exitcode 99 --print-limit 20 \
             "$W/bin/cuda_parity" --test-threads=1
+        step "memcheck: VAE parity tests" "$CS" --tool memcheck --error-exitcode 99 --print-limit 20 \
+            "$W/bin/cuda_parity_vae" --test-threads=1 --skip m2_end_to_end
+        # elbo_marginal_* hand results between warps through global memory and __syncthreads
+        step "synccheck: elbo" "$CS" --tool synccheck --error-exitcode 99 \
+            "$W/bin/cuda_parity_vae" --test-threads=1 elbo_marginal_forward_and_backward
         for t in reduce softmax bce matmul_f32_all conv2d_forward transpose; do
             step "racecheck: $t" "$CS" --tool racecheck --racecheck-report all --error-exitcode 99 \
                 "$W/bin/cuda_parity" --test-threads=1 "$t"

@@ -5,7 +5,7 @@
 #   ...copy gpu-bundle/ to the GPU host...
 #   bash gpu-bundle/run.sh                # versions, compile test, parity tests, sanitizers
 #
-# Contents: the release test binaries that touch CUDA (cuda_parity, kernels_compile, the library's
+# Contents: the release test binaries that touch CUDA (cuda_parity, cuda_parity_vae, kernels_compile, the library's
 # unit tests) and every bench binary, stripped and xz-compressed; NVRTC 12.9 from PyPI
 # (scripts/install-nvrtc.sh), xz-compressed (106 MB → ~31 MB; the compressed copy is cached in
 # .cuda-wheels/); a copy of kernels/ for the compile test; and run.sh (scripts/gpu-bundle-run.sh).
@@ -54,7 +54,7 @@ pack() {  # pack <source> <dest name>
 }
 while read -r name kind exe; do
     case "$name:$kind" in
-        cuda_parity:test|kernels_compile:test) pack "$exe" "$name" ;;
+        cuda_parity:test|cuda_parity_vae:test|kernels_compile:test) pack "$exe" "$name" ;;
         ssvae:lib) pack "$exe" "unit_tests" ;;
     esac
 done < "$OUT/.tests"

@@ -17,6 +17,7 @@ if command -v cargo >/dev/null; then
     status=0
     cargo test --release --test kernels_compile -- --nocapture || status=1
     cargo test --release --test cuda_parity -- --nocapture --test-threads=1 || status=1
+    cargo test --release --test cuda_parity_vae -- --nocapture --test-threads=1 || status=1
     cargo test --release --test cuda_parity -- --ignored --nocapture perf_report || status=1
     exit $status
 elif [[ -x "$REPO/gpu-bundle/run.sh" ]]; then

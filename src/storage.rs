@@ -232,14 +232,22 @@ impl Storage {
 }
 
 /// The fused VAE kernels ([`VaeKernels`]). Each matches on its first buffer's device and asks
-/// every other buffer for the same device's type (`as_cpu`), so a mismatch is an error naming
-/// the op; a new device adds one arm per method and an `as_<device>` accessor.
+/// every other buffer for the same device's type (`as_cpu`, `as_cuda`), so a mismatch is an
+/// error naming the op; a new device adds one arm per method and an `as_<device>` accessor.
 impl Storage {
     /// This buffer as a CPU buffer, or a device-mismatch error for `op`.
     fn as_cpu(&self, op: &'static str) -> Result<&CpuStorage> {
         match self {
             Storage::Cpu(s) => Ok(s),
             other => Err(mismatch(op, Device::Cpu, other.device())),
+        }
+    }
+    /// This buffer as a CUDA buffer, or a device-mismatch error for `op` (`want` names the
+    /// device of the op's first buffer; two CUDA ordinals are told apart by the op itself).
+    fn as_cuda(&self, op: &'static str, want: Device) -> Result<&CudaStorage> {
+        match self {
+            Storage::Cuda(s) => Ok(s),
+            other => Err(mismatch(op, want, other.device())),
         }
     }
     pub fn reparam_forward(
@@ -254,7 +262,12 @@ impl Storage {
             Storage::Cpu(mu) => Ok(mu
                 .reparam_forward(logvar.as_cpu(op)?, rows, cols, key)?
                 .map(Storage::Cpu)),
-            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+            Storage::Cuda(mu) => {
+                let dev = self.device();
+                Ok(mu
+                    .reparam_forward(logvar.as_cuda(op, dev)?, rows, cols, key)?
+                    .map(Storage::Cuda))
+            }
         }
     }
     #[allow(clippy::too_many_arguments)]
@@ -279,7 +292,19 @@ impl Storage {
                     key,
                 )?
                 .map(Storage::Cpu)),
-            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+            Storage::Cuda(mu) => {
+                let dev = self.device();
+                Ok(mu
+                    .reparam_backward(
+                        logvar.as_cuda(op, dev)?,
+                        dz.map(|d| d.as_cuda(op, dev)).transpose()?,
+                        dkl.map(|d| d.as_cuda(op, dev)).transpose()?,
+                        rows,
+                        cols,
+                        key,
+                    )?
+                    .map(Storage::Cuda))
+            }
         }
     }
     pub fn gaussian_kl_forward(
@@ -299,7 +324,16 @@ impl Storage {
                 rows,
                 cols,
             )?)),
-            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+            Storage::Cuda(mu_q) => {
+                let dev = self.device();
+                Ok(Storage::Cuda(mu_q.gaussian_kl_forward(
+                    logvar_q.as_cuda(op, dev)?,
+                    mu_p.as_cuda(op, dev)?,
+                    logvar_p.as_cuda(op, dev)?,
+                    rows,
+                    cols,
+                )?))
+            }
         }
     }
     #[allow(clippy::too_many_arguments)]
@@ -324,7 +358,19 @@ impl Storage {
                     cols,
                 )?
                 .map(Storage::Cpu)),
-            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+            Storage::Cuda(mu_q) => {
+                let dev = self.device();
+                Ok(mu_q
+                    .gaussian_kl_backward(
+                        logvar_q.as_cuda(op, dev)?,
+                        mu_p.as_cuda(op, dev)?,
+                        logvar_p.as_cuda(op, dev)?,
+                        dkl.as_cuda(op, dev)?,
+                        rows,
+                        cols,
+                    )?
+                    .map(Storage::Cuda))
+            }
         }
     }
     pub fn gumbel_softmax_forward(
@@ -335,12 +381,7 @@ impl Storage {
         hard: bool,
         key: RngKey,
     ) -> Result<Self> {
-        match self {
-            Storage::Cpu(s) => Ok(Storage::Cpu(
-                s.gumbel_softmax_forward(rows, cols, tau, hard, key)?,
-            )),
-            Storage::Cuda(_) => Err(vae_not_on_cuda("gumbel_softmax_forward")),
-        }
+        unary_dispatch!(self, s => s.gumbel_softmax_forward(rows, cols, tau, hard, key))
     }
     pub fn gumbel_softmax_backward(
         &self,
@@ -359,14 +400,17 @@ impl Storage {
                 tau,
                 key,
             )?)),
-            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+            Storage::Cuda(l) => Ok(Storage::Cuda(l.gumbel_softmax_backward(
+                dy.as_cuda(op, self.device())?,
+                rows,
+                cols,
+                tau,
+                key,
+            )?)),
         }
     }
     pub fn categorical_kl_uniform_forward(&self, rows: usize, cols: usize) -> Result<Self> {
-        match self {
-            Storage::Cpu(s) => Ok(Storage::Cpu(s.categorical_kl_uniform_forward(rows, cols)?)),
-            Storage::Cuda(_) => Err(vae_not_on_cuda("categorical_kl_uniform_forward")),
-        }
+        unary_dispatch!(self, s => s.categorical_kl_uniform_forward(rows, cols))
     }
     pub fn categorical_kl_uniform_backward(
         &self,
@@ -381,7 +425,11 @@ impl Storage {
                 rows,
                 cols,
             )?)),
-            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+            Storage::Cuda(l) => Ok(Storage::Cuda(l.categorical_kl_uniform_backward(
+                dkl.as_cuda(op, self.device())?,
+                rows,
+                cols,
+            )?)),
         }
     }
     pub fn elbo_marginal_forward(
@@ -395,7 +443,11 @@ impl Storage {
                 let inp = inp.try_map(|b| b.as_cpu(op))?;
                 Ok(CpuStorage::elbo_marginal_forward(likelihood, s, &inp)?.map(Storage::Cpu))
             }
-            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+            Storage::Cuda(_) => {
+                let dev = inp.decoded.device();
+                let inp = inp.try_map(|b| b.as_cuda(op, dev))?;
+                Ok(CudaStorage::elbo_marginal_forward(likelihood, s, &inp)?.map(Storage::Cuda))
+            }
         }
     }
     pub fn elbo_marginal_backward(
@@ -415,7 +467,15 @@ impl Storage {
                         .map(Storage::Cpu),
                 )
             }
-            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+            Storage::Cuda(_) => {
+                let dev = inp.decoded.device();
+                let inp = inp.try_map(|b| b.as_cuda(op, dev))?;
+                let (nll, grad) = (nll.as_cuda(op, dev)?, grad.as_cuda(op, dev)?);
+                Ok(
+                    CudaStorage::elbo_marginal_backward(likelihood, s, &inp, nll, grad)?
+                        .map(Storage::Cuda),
+                )
+            }
         }
     }
     pub fn mixup_build(
@@ -430,7 +490,11 @@ impl Storage {
                 let src = src.try_map(|b| b.as_cpu(op))?;
                 Ok(CpuStorage::mixup_build(s, &src, partner, lambda)?.map(Storage::Cpu))
             }
-            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+            Storage::Cuda(_) => {
+                let dev = src.x.device();
+                let src = src.try_map(|b| b.as_cuda(op, dev))?;
+                Ok(CudaStorage::mixup_build(s, &src, partner, lambda)?.map(Storage::Cuda))
+            }
         }
     }
     pub fn mixup_loss_forward(s: MixupShape, inp: &MixupLossArgs<'_, Self>) -> Result<Self> {
@@ -440,7 +504,11 @@ impl Storage {
                 let inp = inp.try_map(|b| b.as_cpu(op))?;
                 Ok(Storage::Cpu(CpuStorage::mixup_loss_forward(s, &inp)?))
             }
-            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+            Storage::Cuda(_) => {
+                let dev = inp.logits.device();
+                let inp = inp.try_map(|b| b.as_cuda(op, dev))?;
+                Ok(Storage::Cuda(CudaStorage::mixup_loss_forward(s, &inp)?))
+            }
         }
     }
     pub fn mixup_loss_backward(
@@ -454,15 +522,12 @@ impl Storage {
                 let inp = inp.try_map(|b| b.as_cpu(op))?;
                 Ok(CpuStorage::mixup_loss_backward(s, &inp, grad.as_cpu(op)?)?.map(Storage::Cpu))
             }
-            Storage::Cuda(_) => Err(vae_not_on_cuda(op)),
+            Storage::Cuda(_) => {
+                let dev = inp.logits.device();
+                let inp = inp.try_map(|b| b.as_cuda(op, dev))?;
+                let grad = grad.as_cuda(op, dev)?;
+                Ok(CudaStorage::mixup_loss_backward(s, &inp, grad)?.map(Storage::Cuda))
+            }
         }
     }
-}
-
-/// The fused VAE kernels have CUDA sources (kernels/{reparam,gumbel,elbo,mixup}.cu) but no
-/// launch wrappers yet.
-fn vae_not_on_cuda(op: &str) -> Error {
-    Error::Device(format!(
-        "{op}: the fused VAE kernels are not launched on CUDA yet; use the CPU or the unfused path"
-    ))
 }

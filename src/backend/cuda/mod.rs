@@ -25,6 +25,7 @@ mod loss;
 mod random;
 mod reduce;
 mod softmax;
+mod vae;
 
 pub use adam::AdamTensors;
 pub use alloc::{AllocStats, DeviceBuffer};
