@@ -8,13 +8,21 @@
 //!   J      = mean_lab L + α·mean_lab CE(q(y|x), y) + mean_unlab U
 //! α defaults to 0.1·N/N_labelled, the per-example weight of the reference code.
 //!
-//! The first layer of q(z|x,y) acts on the concatenation [x, y]; it is computed as
-//! W_x·x + W_y·y so that W_x·x runs once per example rather than once per (example, class).
+//! Two architectures (see [`super::arch`]):
+//! - **MLP**: q(y|x) = x → H → K; q(z|x,y) = [x, y] → H → (μ, log σ²); p(x|y,z) = [z, y] → H → D.
+//!   The first layer of q(z|x,y) acts on the concatenation [x, y]; it is computed as
+//!   W_x·x + W_y·y so that W_x·x runs once per example rather than once per (example, class).
+//! - **Conv**: one trunk h(x) (conv, conv, dense 256) shared by q(y|x) = Linear(256→K) and
+//!   q(z|x,y) = Linear(256+K → 2·z) → (μ, log σ²), the latter computed as W_h·h + W_y·y by the
+//!   same split (identical parameters to one Linear on [h, y]); p(x|y,z) is the conv decoder on
+//!   [z, y]. The trunk is evaluated once for q(z|x,y) and once for q(y|x) per batch (about a
+//!   tenth of the cost of the K decoder passes of U(x)).
 //!
 //! With `fused` (the CLI default), L and U are each one fused op after the decoder
 //! (`vae::reparameterize` + `vae::elbo_labelled` / `vae::elbo_marginal`); otherwise they are
 //! composed from primitives as written above. Both paths draw the same ε.
 
+use super::arch::{ConvDecoder, ConvEncoder};
 use super::{Batch, Model, StepContext, Terms};
 use crate::nn::{join, Activation, Init, Linear, Module};
 use crate::rng::Rng;
@@ -37,60 +45,155 @@ pub struct M2Config {
     pub fused: bool,
 }
 
-/// The M2 model with MLP encoder, classifier and decoder.
+/// Everything that reads x: q(y|x)'s hidden layer, and the x-dependent half of q(z|x,y)'s input
+/// layer (what `M2::encode_z` adds W_y·y to).
+enum EncX {
+    /// MLP: q(y|x)'s own hidden layer, and W_x·x + b, the x half of q(z|x,y)'s hidden layer.
+    Mlp { cls_h: Linear, enc_x: Linear },
+    /// Conv: the shared trunk h(x), and W_h·h + b, the h half of the (μ, log σ²) layer.
+    Conv { trunk: ConvEncoder, head: Linear },
+}
+
+impl EncX {
+    /// The x part of q(z|x,y)'s input layer.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            EncX::Mlp { enc_x, .. } => enc_x.forward(x),
+            EncX::Conv { trunk, head } => head.forward(&trunk.forward(x)?),
+        }
+    }
+
+    /// The features q(y|x)'s output layer reads.
+    fn cls_hidden(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
+        match self {
+            EncX::Mlp { cls_h, .. } => activation.apply(&cls_h.forward(x)?),
+            EncX::Conv { trunk, .. } => trunk.forward(x),
+        }
+    }
+}
+
+/// The rest of the network.
+enum Net {
+    Mlp {
+        /// q(z|x,y)'s heads on the hidden layer.
+        enc_mu: Linear,
+        enc_lv: Linear,
+        /// p(x|y,z): [z, y] → hidden → D logits.
+        dec_h: Linear,
+        dec_out: Linear,
+    },
+    Conv {
+        /// p(x|y,z): the conv decoder on [z, y].
+        dec: ConvDecoder,
+    },
+}
+
+/// The M2 model: MLP or conv encoder, classifier and decoder.
 pub struct M2 {
     pub cfg: M2Config,
-    /// q(y|x): x → hidden → K logits.
-    cls_h: Linear,
+    /// q(y|x)'s output layer (on the MLP hidden layer or the conv trunk).
     cls_out: Linear,
-    /// q(z|x,y): [x, y] → hidden → (μ, log σ²).
-    enc_x: Linear,
+    /// See [`EncX`].
+    enc_x: EncX,
+    /// W_y of q(z|x,y)'s input layer (no bias).
     enc_y: Linear,
-    enc_mu: Linear,
-    enc_lv: Linear,
-    /// p(x|y,z): [z, y] → hidden → D logits.
-    dec_h: Linear,
-    dec_out: Linear,
+    net: Net,
     device: Device,
 }
 
 impl M2 {
-    /// A freshly initialised M2.
+    /// A freshly initialised MLP M2.
     pub fn new(cfg: M2Config, rng: &mut Rng, device: Device) -> Result<Self> {
         let (d, k, h, z) = (cfg.x_dim, cfg.classes, cfg.hidden, cfg.z_dim);
         let init = Init::KaimingUniform;
+        // Drawn in this order so that a seed gives the same network as before the conv variant.
+        let cls_h = Linear::new(d, h, init, rng, device)?;
+        let cls_out = Linear::new(h, k, init, rng, device)?;
+        let enc_x = Linear::new(d, h, init, rng, device)?;
         let mut enc_y = Linear::new(k, h, init, rng, device)?;
         enc_y.bias = None;
+        let enc_mu = Linear::new(h, z, init, rng, device)?;
+        let enc_lv = Linear::new(h, z, init, rng, device)?;
+        let dec_h = Linear::new(z + k, h, init, rng, device)?;
+        let dec_out = Linear::new(h, d, init, rng, device)?;
         Ok(M2 {
-            cls_h: Linear::new(d, h, init, rng, device)?,
-            cls_out: Linear::new(h, k, init, rng, device)?,
-            enc_x: Linear::new(d, h, init, rng, device)?,
+            cls_out,
+            enc_x: EncX::Mlp { cls_h, enc_x },
             enc_y,
-            enc_mu: Linear::new(h, z, init, rng, device)?,
-            enc_lv: Linear::new(h, z, init, rng, device)?,
-            dec_h: Linear::new(z + k, h, init, rng, device)?,
-            dec_out: Linear::new(h, d, init, rng, device)?,
+            net: Net::Mlp {
+                enc_mu,
+                enc_lv,
+                dec_h,
+                dec_out,
+            },
             cfg,
             device,
         })
     }
 
-    /// (μ, log σ²) of q(z|x,y) for `hx` = W_x·x + b already repeated to match the rows of `y`.
+    /// A freshly initialised conv M2 for `input` = (c, h, w) images; `cfg.hidden` is the width
+    /// of the trunk's and decoder's dense layers (256 in the benchmark architecture) and
+    /// `cfg.x_dim` must equal c·h·w.
+    pub fn new_conv(
+        cfg: M2Config,
+        input: (usize, usize, usize),
+        rng: &mut Rng,
+        device: Device,
+    ) -> Result<Self> {
+        let (k, h, z) = (cfg.classes, cfg.hidden, cfg.z_dim);
+        if cfg.x_dim != input.0 * input.1 * input.2 {
+            return Err(Error::invalid(
+                "m2",
+                format!("x_dim {} is not c·h·w of {input:?}", cfg.x_dim),
+            ));
+        }
+        let init = Init::KaimingUniform;
+        let trunk = ConvEncoder::new(input, h, rng, device)?;
+        let cls_out = Linear::new(h, k, init, rng, device)?;
+        // Linear(h + K → 2z) split into its h and y column blocks (fan-in h + K for both).
+        let mut head = Linear::new(h + k, 2 * z, init, rng, device)?;
+        let w = head.weight.clone();
+        head.weight = w.narrow(1, 0, h)?.copy()?.variable();
+        let enc_y = Linear {
+            weight: w.narrow(1, h, k)?.copy()?.variable(),
+            bias: None,
+        };
+        let dec = ConvDecoder::new(z + k, input, h, rng, device)?;
+        Ok(M2 {
+            cls_out,
+            enc_x: EncX::Conv { trunk, head },
+            enc_y,
+            net: Net::Conv { dec },
+            cfg,
+            device,
+        })
+    }
+
+    /// (μ, log σ²) of q(z|x,y) for `hx` = enc_x(x) already repeated to match the rows of `y`.
     fn encode_z(&self, hx: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
-        let h = self
-            .cfg
-            .activation
-            .apply(&hx.add(&self.enc_y.forward(y)?)?)?;
-        Ok((self.enc_mu.forward(&h)?, self.enc_lv.forward(&h)?))
+        let s = hx.add(&self.enc_y.forward(y)?)?;
+        match &self.net {
+            Net::Mlp { enc_mu, enc_lv, .. } => {
+                let h = self.cfg.activation.apply(&s)?;
+                Ok((enc_mu.forward(&h)?, enc_lv.forward(&h)?))
+            }
+            Net::Conv { .. } => {
+                let z = self.cfg.z_dim;
+                Ok((s.narrow(1, 0, z)?, s.narrow(1, z, z)?))
+            }
+        }
     }
 
     /// Bernoulli logits of p(x|y,z).
     pub fn decode(&self, z: &Tensor, y: &Tensor) -> Result<Tensor> {
-        let h = self
-            .cfg
-            .activation
-            .apply(&self.dec_h.forward(&Tensor::concat(&[z, y], 1)?)?)?;
-        self.dec_out.forward(&h)
+        let zy = Tensor::concat(&[z, y], 1)?;
+        match &self.net {
+            Net::Mlp { dec_h, dec_out, .. } => {
+                let h = self.cfg.activation.apply(&dec_h.forward(&zy)?)?;
+                dec_out.forward(&h)
+            }
+            Net::Conv { dec } => dec.forward(&zy),
+        }
     }
 
     /// log p(y) = −log K for every class, as a \[K\] tensor (the fused ELBO's `log_prior`).
@@ -168,14 +271,33 @@ impl Module for M2 {
         self.classify(x)
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
-        self.cls_h.visit(&join(prefix, "cls_h"), f);
-        self.cls_out.visit(&join(prefix, "cls_out"), f);
-        self.enc_x.visit(&join(prefix, "enc_x"), f);
+        match &self.enc_x {
+            EncX::Mlp { cls_h, enc_x } => {
+                cls_h.visit(&join(prefix, "cls_h"), f);
+                self.cls_out.visit(&join(prefix, "cls_out"), f);
+                enc_x.visit(&join(prefix, "enc_x"), f);
+            }
+            EncX::Conv { trunk, head } => {
+                trunk.visit(&join(prefix, "trunk"), f);
+                self.cls_out.visit(&join(prefix, "cls_out"), f);
+                head.visit(&join(prefix, "enc_x"), f);
+            }
+        }
         self.enc_y.visit(&join(prefix, "enc_y"), f);
-        self.enc_mu.visit(&join(prefix, "enc_mu"), f);
-        self.enc_lv.visit(&join(prefix, "enc_lv"), f);
-        self.dec_h.visit(&join(prefix, "dec_h"), f);
-        self.dec_out.visit(&join(prefix, "dec_out"), f);
+        match &self.net {
+            Net::Mlp {
+                enc_mu,
+                enc_lv,
+                dec_h,
+                dec_out,
+            } => {
+                enc_mu.visit(&join(prefix, "enc_mu"), f);
+                enc_lv.visit(&join(prefix, "enc_lv"), f);
+                dec_h.visit(&join(prefix, "dec_h"), f);
+                dec_out.visit(&join(prefix, "dec_out"), f);
+            }
+            Net::Conv { dec } => dec.visit(&join(prefix, "dec"), f),
+        }
     }
 }
 
@@ -218,7 +340,7 @@ impl Model for M2 {
     }
 
     fn classify(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.cfg.activation.apply(&self.cls_h.forward(x)?)?;
+        let h = self.enc_x.cls_hidden(x, self.cfg.activation)?;
         self.cls_out.forward(&h)
     }
 

@@ -1,11 +1,23 @@
 //! Models: plain structs of modules with a `loss(batch)` that returns the terms to log. The
 //! training loop only sees the [`Model`] trait, never which model it runs.
 
+pub mod arch;
 pub mod classifier;
+pub mod gmvae;
+pub mod m1;
+pub mod m1m2;
 pub mod m2;
+pub mod shot;
+pub mod vae;
 
+pub use arch::TrunkClassifier;
 pub use classifier::Classifier;
+pub use gmvae::{Gmvae, GmvaeConfig};
+pub use m1::M1;
+pub use m1m2::{M1M2Config, M1M2};
 pub use m2::{M2Config, M2};
+pub use shot::{Shot, ShotConfig};
+pub use vae::{Vae, VaeConfig};
 
 use crate::nn::{Activation, Module};
 use crate::rng::Rng;
@@ -123,39 +135,149 @@ pub struct ModelSpec {
     pub fused: bool,
 }
 
-/// Build a freshly initialised model from its spec.
+/// The KL warm-up of M1's VAE in m1 and m1m2, as a fraction of training (see [`VaeConfig`]):
+/// their classifiers need informative features, and a VAE left at β = 1 from the first step
+/// can sit at the collapsed optimum (KL ≈ 0) for a long time on low-information data (the
+/// 8×8 digits). The plain `vae` trains the true ELBO from the first step.
+pub const M1_KL_WARMUP: f32 = 0.5;
+
+/// The KL warm-up of gmvae as a fraction of training (see [`GmvaeConfig`]); none, as in
+/// jariasf/GMVAE.
+pub const GMVAE_KL_WARMUP: f32 = 0.0;
+
+/// Standard deviation of M1+M2's Gaussian p(z1|y,z2) (see [`m1m2`]).
+pub const M1M2_SIGMA: f32 = 1.0;
+
+/// The fraction of training during which M1+M2 trains M1 alone (see [`m1m2`]).
+pub const M1M2_M1_ONLY: f32 = 1.0 / 3.0;
+
+/// Build a freshly initialised model from its spec, for every (kind, arch).
+///
+/// - `hidden` sizes the MLP layers; the conv trunk and decoder always use the benchmark width
+///   [`arch::CONV_HIDDEN`] = 256 (`hidden` then sizes only the MLP parts: M1's classifier,
+///   M1+M2's upper M2). `z_dim` is used as given (the benchmark conv setting is
+///   [`arch::default_z_dim`]`(Conv)` = 32; a command line should default to it).
+/// - The conv architecture needs height and width that are multiples of 4 (MNIST, CIFAR-10 and
+///   the 8×8 digits all qualify); other inputs are refused with an error.
+/// - `alpha` (None = the model's default): the labelled cross-entropy weight of m2, m1m2 and
+///   gmvae (default 0.1·N/N_labelled), of shot's labelled mixup cross-entropy (default 1), and
+///   of m1's classifier (default 1; under Adam it hardly matters, the classifier being trained
+///   on detached features). vae and classifier ignore it.
+/// - gmvae is unsupervised when `n_labelled` is 0 and adds the labelled cross-entropy otherwise.
+/// - `fused` is not used by these models yet.
 pub fn build(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn Model>> {
     let (c, h, w) = spec.input;
     let x_dim = c * h * w;
-    match (spec.kind, spec.arch) {
-        (ModelKind::M2, Arch::Mlp) => Ok(Box::new(M2::new(
-            M2Config {
-                x_dim,
-                classes: spec.classes,
-                hidden: spec.hidden,
-                z_dim: spec.z_dim,
-                alpha: spec
-                    .alpha
-                    .unwrap_or(0.1 * spec.n_train as f32 / spec.n_labelled.max(1) as f32),
-                activation: Activation::Relu,
-                fused: spec.fused,
+    if x_dim == 0 || spec.classes == 0 || spec.hidden == 0 || spec.z_dim == 0 {
+        return Err(Error::invalid(
+            "model spec",
+            format!(
+                "input {:?}, classes {}, hidden {} and z_dim {} must all be positive",
+                spec.input, spec.classes, spec.hidden, spec.z_dim
+            ),
+        ));
+    }
+    if spec.arch == Arch::Conv {
+        arch::conv_feature_map(spec.input)?;
+    }
+    let width = arch::trunk_width(spec.arch, spec.hidden);
+    let m2_alpha = spec
+        .alpha
+        .unwrap_or(0.1 * spec.n_train as f32 / spec.n_labelled.max(1) as f32);
+    let vae = VaeConfig {
+        arch: spec.arch,
+        input: spec.input,
+        hidden: width,
+        z_dim: spec.z_dim,
+        classes: spec.classes,
+        kl_warmup: M1_KL_WARMUP,
+    };
+    Ok(match (spec.kind, spec.arch) {
+        (ModelKind::Vae, _) => Box::new(Vae::new(
+            VaeConfig {
+                kl_warmup: 0.0,
+                ..vae
             },
             rng,
             device,
-        )?)),
-        (ModelKind::Classifier, Arch::Mlp) => Ok(Box::new(Classifier::new(
+        )?),
+        (ModelKind::M1, _) => Box::new(M1::new(
+            vae,
+            spec.hidden,
+            spec.alpha.unwrap_or(1.0),
+            rng,
+            device,
+        )?),
+        (ModelKind::M2, arch) => {
+            let cfg = M2Config {
+                x_dim,
+                classes: spec.classes,
+                hidden: width,
+                z_dim: spec.z_dim,
+                alpha: m2_alpha,
+                activation: Activation::Relu,
+                fused: spec.fused,
+            };
+            match arch {
+                Arch::Mlp => Box::new(M2::new(cfg, rng, device)?),
+                Arch::Conv => Box::new(M2::new_conv(cfg, spec.input, rng, device)?),
+            }
+        }
+        (ModelKind::M1M2, _) => Box::new(M1M2::new(
+            vae,
+            M1M2Config {
+                hidden: spec.hidden,
+                z2_dim: spec.z_dim,
+                sigma: M1M2_SIGMA,
+                alpha: m2_alpha,
+                m1_only_fraction: M1M2_M1_ONLY,
+                activation: Activation::Softplus,
+            },
+            rng,
+            device,
+        )?),
+        (ModelKind::Gmvae, arch) => Box::new(Gmvae::new(
+            GmvaeConfig {
+                arch,
+                input: spec.input,
+                classes: spec.classes,
+                hidden: width,
+                z_dim: spec.z_dim,
+                supervised: spec.n_labelled > 0,
+                alpha: m2_alpha,
+                tau_init: 1.0,
+                tau_rate: 0.013_862_944,
+                tau_min: 0.5,
+                kl_warmup: GMVAE_KL_WARMUP,
+            },
+            rng,
+            device,
+        )?),
+        (ModelKind::Shot, arch) => {
+            let mut cfg =
+                ShotConfig::default_for(arch, spec.input, spec.classes, width, spec.z_dim);
+            if let Some(a) = spec.alpha {
+                cfg.alpha = a;
+            }
+            Box::new(Shot::new(cfg, rng, device)?)
+        }
+        (ModelKind::Classifier, Arch::Mlp) => Box::new(Classifier::new(
             x_dim,
             spec.hidden,
             spec.classes,
             Activation::Relu,
             rng,
             device,
-        )?)),
-        (kind, arch) => Err(Error::invalid(
-            "--model",
-            format!("{kind} with --arch {} is not built yet", arch.as_str()),
-        )),
-    }
+        )?),
+        (ModelKind::Classifier, Arch::Conv) => Box::new(TrunkClassifier::new(
+            Arch::Conv,
+            spec.input,
+            width,
+            spec.classes,
+            rng,
+            device,
+        )?),
+    })
 }
 
 /// One training step's data: a labelled batch and an unlabelled batch (either may be empty).
@@ -166,6 +288,21 @@ pub struct Batch {
     pub y_lab: Vec<u32>,
     /// Unlabelled inputs [b_u, D].
     pub x_unlab: Option<Tensor>,
+}
+
+impl Batch {
+    /// The labelled inputs, when present with at least one row.
+    pub fn labelled(&self) -> Option<&Tensor> {
+        self.x_lab.as_ref().filter(|t| has_rows(t))
+    }
+    /// The unlabelled inputs, when present with at least one row.
+    pub fn unlabelled(&self) -> Option<&Tensor> {
+        self.x_unlab.as_ref().filter(|t| has_rows(t))
+    }
+}
+
+fn has_rows(t: &Tensor) -> bool {
+    t.dims().first().is_some_and(|&n| n > 0)
 }
 
 /// A scalar loss to minimise and named values to report (already reduced to numbers).

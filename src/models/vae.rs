@@ -1,0 +1,171 @@
+//! The plain VAE (Kingma and Welling 2014): p(z) = N(0, I), p(x|z) Bernoulli with logits
+//! dec(z), q(z|x) = N(μ(x), diag exp(log σ²(x))).
+//!
+//! Loss (the negated ELBO, minimised), one reparameterised sample z = μ + σ·ε per example:
+//!   −ELBO(x) = BCE(dec(z), x) + KL(q(z|x) ‖ N(0, I))
+//!   J        = mean over the unlabelled batch of −ELBO(x)
+//! (the unlabelled pool already holds every training example; when a step has no unlabelled
+//! batch the labelled inputs are used instead, their labels ignored).
+//!
+//! Architecture: MLP encoder x → H → H → (μ, log σ²) and decoder z → H → H → D (two hidden
+//! layers, as M1 in Kingma et al.'s code: 784-500-500-50), or the conv trunk and decoder of
+//! [`super::arch`] with heads Linear(256 → z) for μ and log σ².
+//!
+//! A VAE has no classifier: [`Model::classifies`] is false and [`Model::classify`] returns
+//! all-zero logits [n, K] (so that an evaluation loop that does not check still runs; its
+//! "error" is then that of always predicting class 0 and means nothing). This struct is also
+//! M1's feature extractor and the lower layer of M1+M2.
+
+use super::arch::{self, util, Decoder, Encoder};
+use super::{Arch, Batch, Model, StepContext, Terms};
+use crate::nn::{join, Init, Linear, Module};
+use crate::rng::Rng;
+use crate::{Device, Error, Result, Tensor};
+
+/// Hidden layers of the MLP encoder and decoder.
+pub const VAE_MLP_LAYERS: usize = 2;
+
+/// A VAE's sizes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VaeConfig {
+    pub arch: Arch,
+    /// (channels, height, width); D = c·h·w.
+    pub input: (usize, usize, usize),
+    /// Width of the hidden layers (the conv architecture's dense width).
+    pub hidden: usize,
+    pub z_dim: usize,
+    /// Classes of the dataset (only for the shape of [`Model::classify`]'s zero logits).
+    pub classes: usize,
+    /// KL warm-up: the training loss weighs the KL by β = min(1, progress / kl_warmup)
+    /// (0 = no warm-up, β = 1 throughout). Evaluation always uses the true ELBO (β = 1).
+    pub kl_warmup: f32,
+}
+
+impl VaeConfig {
+    /// The KL weight β at `progress` ∈ [0, 1] of training.
+    pub fn kl_weight(&self, progress: f32) -> f32 {
+        if self.kl_warmup > 0.0 {
+            (progress / self.kl_warmup).clamp(0.0, 1.0)
+        } else {
+            1.0
+        }
+    }
+}
+
+/// Encoder, Gaussian heads, Bernoulli decoder.
+pub struct Vae {
+    pub cfg: VaeConfig,
+    pub enc: Encoder,
+    pub enc_mu: Linear,
+    pub enc_lv: Linear,
+    pub dec: Decoder,
+    device: Device,
+}
+
+impl Vae {
+    /// A freshly initialised VAE.
+    pub fn new(cfg: VaeConfig, rng: &mut Rng, device: Device) -> Result<Self> {
+        if cfg.z_dim == 0 || cfg.hidden == 0 {
+            return Err(Error::invalid("vae", "z_dim and hidden must be positive"));
+        }
+        let (c, h, w) = cfg.input;
+        let d = c * h * w;
+        let enc = arch::encoder(cfg.arch, cfg.input, cfg.hidden, VAE_MLP_LAYERS, rng, device)?;
+        let hd = enc.out_dim(d);
+        let init = Init::KaimingUniform;
+        let enc_mu = Linear::new(hd, cfg.z_dim, init, rng, device)?;
+        let enc_lv = Linear::new(hd, cfg.z_dim, init, rng, device)?;
+        let dec = arch::decoder(
+            cfg.arch,
+            cfg.z_dim,
+            cfg.input,
+            cfg.hidden,
+            VAE_MLP_LAYERS,
+            rng,
+            device,
+        )?;
+        Ok(Vae {
+            cfg,
+            enc,
+            enc_mu,
+            enc_lv,
+            dec,
+            device,
+        })
+    }
+
+    /// (μ, log σ²) of q(z|x) for inputs [n, D].
+    pub fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let h = self.enc.forward(x)?;
+        Ok((self.enc_mu.forward(&h)?, self.enc_lv.forward(&h)?))
+    }
+
+    /// Bernoulli logits of p(x|z).
+    pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        self.dec.forward(z)
+    }
+
+    /// Per row: (BCE(dec(z), x), KL(q(z|x) ‖ N(0,I)), z) for one sample z ~ q(z|x).
+    pub fn terms_rows(&self, x: &Tensor, rng: &mut Rng) -> Result<(Tensor, Tensor, Tensor)> {
+        let (mu, lv) = self.encode(x)?;
+        let z = util::reparam(&mu, &lv, rng, self.device)?;
+        let rec = self.decode(&z)?.bce_with_logits_rows(x)?;
+        let kl = mu.kl_diag_gaussian_rows(&lv)?;
+        Ok((rec, kl, z))
+    }
+
+    /// The training loss mean[BCE + β·KL] on `x` (β from the warm-up at `progress`), its
+    /// parts (unweighted), and the sample z per row.
+    pub fn loss_on(&self, x: &Tensor, progress: f32, rng: &mut Rng) -> Result<(Terms, Tensor)> {
+        let (rec, kl, z) = self.terms_rows(x, rng)?;
+        let (rec, kl) = (rec.mean_all()?, kl.mean_all()?);
+        let beta = self.cfg.kl_weight(progress);
+        let loss = if beta == 1.0 {
+            rec.add(&kl)?
+        } else {
+            rec.add(&kl.mul_scalar(beta)?)?
+        };
+        Ok((
+            Terms {
+                loss,
+                parts: vec![("rec", rec), ("kl", kl)],
+            },
+            z,
+        ))
+    }
+}
+
+impl Module for Vae {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.encode(x)?.0)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+        self.enc.visit(&join(prefix, "enc"), f);
+        self.enc_mu.visit(&join(prefix, "enc_mu"), f);
+        self.enc_lv.visit(&join(prefix, "enc_lv"), f);
+        self.dec.visit(&join(prefix, "dec"), f);
+    }
+}
+
+impl Model for Vae {
+    fn name(&self) -> &'static str {
+        "vae"
+    }
+    fn loss(&self, batch: &Batch, ctx: &mut StepContext) -> Result<Terms> {
+        let x = batch
+            .unlabelled()
+            .or(batch.labelled())
+            .ok_or_else(|| Error::invalid("vae", "empty batch"))?;
+        Ok(self.loss_on(x, ctx.progress, ctx.rng)?.0)
+    }
+    fn classify(&self, x: &Tensor) -> Result<Tensor> {
+        util::zero_logits(x.dim("vae", 0)?, self.cfg.classes, self.device)
+    }
+    fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+        let (rec, kl, _) = self.terms_rows(x, rng)?;
+        rec.add(&kl)
+    }
+    fn classifies(&self) -> bool {
+        false
+    }
+}
