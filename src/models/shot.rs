@@ -28,14 +28,24 @@
 //! w_e, T_β = 1/3 (200/600) for β_z and β_y, T_p = 1/3 for w_p, T_u = 0.4 for w_u.
 //!
 //! Weights, against the paper's CIFAR settings (w_e max 1e-3, β_z = β_y = 1e-3, w_p = w_u = 1,
-//! α = 1, SGD lr 0.1, batch 768, WRN-28-2): the reference scales the whole ELBO by 1e-3 because
-//! a wide ResNet trained by SGD on 32×32×3 images is mainly a classifier, and its KL weights of
-//! 1e-3 inside the ELBO make z nearly deterministic. For the MLP/conv models here (Adam, small
-//! batches, MNIST-like data) the defaults of [`ShotConfig::default_for`] are w_e max 1e-2 and
-//! β_z = β_y = 1 — a true ELBO (β = 1), scaled so that its gradient (a sum over D pixels,
-//! ~100 nats on MNIST) stays comparable to the cross-entropies (a few nats); see `tests/models.rs`
-//! and the report of the change for the digits comparison behind this choice. All of them are
-//! fields of [`ShotConfig`].
+//! α = 1; SGD lr 0.1, batch 768, WRN-28-2): the reference scales the whole ELBO by 1e-3 because
+//! its wide ResNet is mainly a classifier, and its KL weights of 1e-3 inside the ELBO leave z
+//! nearly deterministic. For the MLP/conv models here (Adam) the defaults of
+//! [`ShotConfig::default_for`] are **w_e max 1 and β_z = β_y = 1** — the true ELBO, ramped in
+//! like the paper's — with w_p = w_u = α = 1 as in the paper. Evidence, MNIST with 100 labels,
+//! MLP hidden 256, z 32, Adam 1e-3, batches 100 + 100, 400 steps (4 epochs of 100):
+//!
+//! | w_e max, β        | seed 0: test error, −ELBO | seed 1: test error, −ELBO |
+//! |-------------------|---------------------------|---------------------------|
+//! | 1e-3, 1e-3 (paper)| 24.4%, 310 nats           |                           |
+//! | 1e-2, 1           | 24.4%, 134 nats           | 23.1%, 134 nats           |
+//! | 1e-1, 1           |                           | 22.1%, 132 nats           |
+//! | 1, 1 (default)    | 21.8%, 131 nats           | 20.0%, 131 nats           |
+//!
+//! (the labels-only MLP classifier reaches 23.9% in the same budget). With β = 1e-3 the KL is
+//! barely penalised and the model's bound on −log p(x) is poor (310 nats). On the 8×8 digits
+//! all of these settings give the same 12.5–13.8% (two seeds each): there the mixup and
+//! interpolation terms decide the classifier. All weights are fields of [`ShotConfig`].
 //!
 //! [`Model::neg_elbo`] is the unrelaxed bound of the generative model with y enumerated exactly:
 //!   −ELBO(x) = Σ_y q(y|x)·BCE(dec(z, y), x) + KL(q(z|x) ‖ N(0,I)) + KL(q(y|x) ‖ U),  z ~ q(z|x).
@@ -87,7 +97,7 @@ pub struct ShotConfig {
 }
 
 impl ShotConfig {
-    /// The defaults for this code base (see the module docs): w_e = 1e-2, β = 1, capacities
+    /// The defaults for this code base (see the module docs): w_e = 1, β = 1, capacities
     /// (0, ln K), w_p = w_u = α = 1, τ = 0.67, Beta(0.1) / Beta(2), ramps 2/3, 1/3, 1/3, 0.4.
     pub fn default_for(
         arch: Arch,
@@ -103,7 +113,7 @@ impl ShotConfig {
             hidden,
             z_dim,
             tau: 0.67,
-            elbo_weight: 1e-2,
+            elbo_weight: 1.0,
             kl_beta_z: 1.0,
             kl_beta_y: 1.0,
             cap_z: 0.0,

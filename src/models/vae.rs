@@ -5,7 +5,9 @@
 //!   −ELBO(x) = BCE(dec(z), x) + KL(q(z|x) ‖ N(0, I))
 //!   J        = mean over the unlabelled batch of −ELBO(x)
 //! (the unlabelled pool already holds every training example; when a step has no unlabelled
-//! batch the labelled inputs are used instead, their labels ignored).
+//! batch the labelled inputs are used instead, their labels ignored). [`VaeConfig::kl_warmup`]
+//! can anneal the KL's weight from 0 to 1 over the first part of training; `build` uses none for
+//! `vae` (the plain ELBO) and 0.5 for M1's VAE in m1 and m1m2 (see [`super::m1`]).
 //!
 //! Architecture: MLP encoder x → H → H → (μ, log σ²) and decoder z → H → H → D (two hidden
 //! layers, as M1 in Kingma et al.'s code: 784-500-500-50), or the conv trunk and decoder of
