@@ -67,8 +67,9 @@ enum Command {
         alpha: Option<f32>,
         #[arg(long, default_value_t = 500)]
         hidden: usize,
-        #[arg(long, default_value_t = 50)]
-        z_dim: usize,
+        /// Latent size [default: 50 for --arch mlp, 32 for --arch conv]
+        #[arg(long)]
+        z_dim: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Encoder/decoder family: mlp | conv
@@ -260,6 +261,8 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             positive("--batch-size", batch_size)?;
             positive("--labelled-batch", labelled_batch)?;
             positive("--hidden", hidden)?;
+            let arch: Arch = arch.parse()?;
+            let z_dim = z_dim.unwrap_or(models::arch::default_z_dim(arch));
             positive("--z-dim", z_dim)?;
             if let Some(s) = steps_per_epoch {
                 positive("--steps-per-epoch", s)?;
@@ -272,7 +275,6 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             }
             let kind: ModelKind = model.parse()?;
             let name: DatasetName = dataset.parse()?;
-            let arch: Arch = arch.parse()?;
             let out = out.unwrap_or_else(|| {
                 PathBuf::from("runs").join(format!("{kind}-{name}-{labels}-s{seed}"))
             });
@@ -289,8 +291,6 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             let dir = data_dir.unwrap_or_else(data::default_data_dir);
             let tt = data::load(name, &dir)?;
             let split = make_split(&tt.train, labels, seed)?;
-            let n = tt.train.n as f32;
-            let alpha = alpha.unwrap_or(0.1 * n / labels.max(1) as f32);
             let mut rng = Rng::new(seed, INIT_STREAM);
             let spec = ModelSpec {
                 kind,
@@ -299,7 +299,8 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                 classes: tt.train.classes,
                 hidden,
                 z_dim,
-                alpha: Some(alpha),
+                // None: each model's own default (0.1·N/N_labelled for M2, M1+M2, GMVAE).
+                alpha,
                 n_train: tt.train.n,
                 n_labelled: split.labelled.len(),
                 fused: !unfused,
@@ -318,12 +319,13 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                 use_unlabelled,
             };
             println!(
-                "training {} on {} ({} train, {} test), {} labels, alpha {alpha:.1}, {epochs} epochs, device {device} → {}",
+                "training {} on {} ({} train, {} test), {} labels, alpha {}, {epochs} epochs, device {device} → {}",
                 model.name(),
                 name,
                 tt.train.n,
                 tt.test.n,
                 split.labelled.len(),
+                alpha.map_or("(model default)".to_string(), |a| format!("{a}")),
                 out.display()
             );
             let rc = RunConfig {

@@ -424,7 +424,8 @@ pub fn fit_with(
             let mut ctx = StepContext {
                 epoch,
                 epochs: cfg.epochs,
-                progress: (epoch - 1) as f32 / cfg.epochs.max(1) as f32,
+                // Fraction of all steps done, so warm-up schedules move within an epoch too.
+                progress: ((epoch - 1) * steps + i) as f32 / (cfg.epochs * steps).max(1) as f32,
                 rng: &mut state.rng,
             };
             let terms = model.loss(&batch, &mut ctx)?;
