@@ -331,3 +331,45 @@ fn divergence_stops_with_the_last_good_checkpoint_named() {
     assert!(err.contains("no checkpoint was written"), "{err}");
     assert!(!dir.join("LATEST").exists());
 }
+
+/// A model whose loss gains terms mid-run (M1+M2 trains M1 alone for the first third) still logs
+/// one metrics.csv row per epoch under one header.
+#[test]
+fn metrics_columns_stay_fixed_across_training_phases() {
+    let dd = data_dir();
+    let dir = temp_dir("m1m2-phases");
+    let d = dir.to_str().unwrap();
+    ok(&[
+        "train",
+        "--model",
+        "m1m2",
+        "--dataset",
+        "digits",
+        "--data-dir",
+        &dd,
+        "--labels",
+        "100",
+        "--epochs",
+        "3",
+        "--hidden",
+        "32",
+        "--z-dim",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        d,
+    ]);
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    let columns = lines[0].split(',').count();
+    assert!(
+        lines.iter().all(|l| l.split(',').count() == columns),
+        "{csv}"
+    );
+    assert!(
+        lines[0].contains("unlabelled") && lines[0].contains("ce"),
+        "{csv}"
+    );
+}

@@ -245,6 +245,13 @@ impl Model for M1M2 {
             parts.push(("ce", ce));
         }
         let loss = total.ok_or_else(|| Error::invalid("m1m2", "empty batch"))?;
+        // The same terms every step (metrics.csv has one column per term): M2's are 0 while only
+        // M1 trains.
+        for name in ["unlabelled", "labelled", "ce"] {
+            if !parts.iter().any(|(n, _)| *n == name) {
+                parts.push((name, Tensor::scalar(0.0, self.device)?));
+            }
+        }
         Ok(Terms { loss, parts })
     }
 

@@ -305,7 +305,8 @@ fn has_rows(t: &Tensor) -> bool {
     t.dims().first().is_some_and(|&n| n > 0)
 }
 
-/// A scalar loss to minimise and named values to report (already reduced to numbers).
+/// A scalar loss to minimise and named values to report (already reduced to numbers). A model
+/// reports the same names in the same order at every step: they are the columns of metrics.csv.
 pub struct Terms {
     pub loss: Tensor,
     pub parts: Vec<(&'static str, Tensor)>,
