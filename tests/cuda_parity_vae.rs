@@ -34,115 +34,22 @@
 //! Without a GPU (no libcuda, no libnvrtc, or no device) every test prints `skipped: <reason>` and
 //! passes, unless `SSVAE_REQUIRE_GPU=1` (the GPU bundle sets it).
 
-use ssvae::backend::cpu::{CpuDevice, CpuStorage};
-use ssvae::backend::cuda::runtime::{driver_version, nvrtc_version};
-use ssvae::backend::cuda::{cuda_status, CudaDevice, CudaStorage};
+use ssvae::backend::cpu::CpuStorage;
+use ssvae::backend::cuda::{CudaDevice, CudaStorage};
 use ssvae::backend::vae::{
     ClassQ, ElboArgs, ElboShape, Likelihood, MixClass, MixupLossArgs, MixupShape, MixupSrc,
     VaeKernels,
 };
-use ssvae::backend::{BackendDevice, BackendStorage};
+use ssvae::backend::BackendDevice;
 use ssvae::rng::{gumbel_at, normal_at, Rng, RngKey};
-use std::sync::{Mutex, MutexGuard};
 
-const ELEMENTWISE: f64 = 1e-5;
-const REDUCTION: f64 = 1e-4;
+#[macro_use]
+mod common;
+use common::*;
 
 const BATCHES: [usize; 3] = [1, 7, 33];
 const CLASSES: [usize; 3] = [1, 10, 37];
 const FEATURES: [usize; 3] = [1, 784, 1000];
-
-static GPU_LOCK: Mutex<()> = Mutex::new(());
-
-/// The GPU (and the lock that serialises GPU tests), or None after printing why the test skips.
-fn gpu() -> Option<(CudaDevice, MutexGuard<'static, ()>)> {
-    if std::env::var("SSVAE_REQUIRE_GPU").as_deref() == Ok("1") {
-        if let Err(why) = cuda_status() {
-            panic!("SSVAE_REQUIRE_GPU=1 but {why}");
-        }
-    }
-    match cuda_status() {
-        Ok(n) if n > 0 => {
-            let guard = GPU_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-            let dev = CudaDevice::new(0);
-            let rt = dev.runtime().expect("CUDA runtime");
-            println!(
-                "running on {} ({}, {} SMs), driver CUDA {:?}, NVRTC {:?}",
-                rt.name(),
-                rt.arch(),
-                rt.sm_count(),
-                driver_version().ok(),
-                nvrtc_version().ok()
-            );
-            Some((dev, guard))
-        }
-        Ok(_) => {
-            println!("skipped: no CUDA device");
-            None
-        }
-        Err(why) => {
-            println!("skipped: {why}");
-            None
-        }
-    }
-}
-
-macro_rules! gpu_or_skip {
-    () => {
-        match gpu() {
-            Some(g) => g,
-            None => return,
-        }
-    };
-}
-
-/// ‖got − want‖ / ‖want‖ (absolute when ‖want‖ = 0); +∞ for any NaN or mismatched infinity.
-fn rel_err(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len(), "length mismatch");
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&g, &w) in got.iter().zip(want) {
-        if g.is_nan() || w.is_nan() {
-            return f64::INFINITY;
-        }
-        if g.is_infinite() || w.is_infinite() {
-            if g != w {
-                return f64::INFINITY;
-            }
-            continue;
-        }
-        num += (g as f64 - w as f64).powi(2);
-        den += (w as f64).powi(2);
-    }
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
-}
-
-#[track_caller]
-fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
-    let e = rel_err(got, want);
-    if e.is_nan() || e > tol {
-        let worst = got
-            .iter()
-            .zip(want)
-            .enumerate()
-            .max_by(|a, b| {
-                let da = (a.1 .0 - a.1 .1).abs();
-                let db = (b.1 .0 - b.1 .1).abs();
-                da.partial_cmp(&db).unwrap_or(std::cmp::Ordering::Greater)
-            })
-            .map(|(i, (g, w))| format!("worst at {i}: cuda {g} vs cpu {w}"))
-            .unwrap_or_default();
-        panic!(
-            "{what}: relative error {e:.3e} > {tol:.0e} ({} values; {worst}; first cuda {:?} cpu {:?})",
-            got.len(),
-            &got[..got.len().min(6)],
-            &want[..want.len().min(6)]
-        );
-    }
-}
 
 /// [`assert_close`], or every element within `atol`: for outputs whose exact value is a
 /// cancellation (tied logits make the categorical KL's gradient exactly 0, and both backends
@@ -165,17 +72,6 @@ fn assert_close_or_abs(what: &str, got: &[f32], want: &[f32], tol: f64, atol: f6
 }
 
 #[track_caller]
-fn assert_exact(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            g.to_bits() == w.to_bits() || (g == w && !g.is_nan()),
-            "{what}: element {i}: cuda {g} vs cpu {w}"
-        );
-    }
-}
-
-#[track_caller]
 fn assert_finite(what: &str, v: &[f32]) {
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
         panic!("{what}: element {i} is {}", v[i]);
@@ -186,20 +82,6 @@ fn assert_finite(what: &str, v: &[f32]) {
 #[track_caller]
 fn cmp(what: &str, cuda: &CudaStorage, cpu: &CpuStorage, tol: f64) {
     assert_close(what, &host(cuda), &cpu.0, tol);
-}
-
-fn host(s: &CudaStorage) -> Vec<f32> {
-    s.to_vec().expect("to_vec")
-}
-
-fn normals(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-    let mut r = Rng::new(seed, 11);
-    (0..n).map(|_| r.normal() * scale).collect()
-}
-
-fn uniforms(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-    let mut r = Rng::new(seed, 12);
-    (0..n).map(|_| lo + (hi - lo) * r.uniform()).collect()
 }
 
 /// Binary targets with some grey values, like pixels.
@@ -233,14 +115,6 @@ fn permutation(seed: u64, n: usize) -> Vec<u32> {
     let mut p: Vec<u32> = (0..n as u32).collect();
     Rng::new(seed, 14).shuffle(&mut p);
     p
-}
-
-/// The same data on both devices.
-fn both(dev: &CudaDevice, data: &[f32]) -> (CpuStorage, CudaStorage) {
-    (
-        CpuDevice.storage_from_slice(data).unwrap(),
-        dev.storage_from_slice(data).unwrap(),
-    )
 }
 
 fn key(seed: u64) -> RngKey {
