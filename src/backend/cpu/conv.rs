@@ -51,6 +51,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{gemm, GemmShape};
+use super::pool::{self, Scratch};
 use crate::backend::Conv2dShape;
 
 /// The most partial weight gradients backward-weight keeps, i.e. its parallelism over the batch.
@@ -188,18 +189,11 @@ fn col2im(cols: &[f32], s: &Conv2dShape, dx: &mut [f32]) {
     }
 }
 
-/// Make `buf` exactly `len` long (its contents are about to be overwritten).
-#[inline]
-fn scratch(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    buf.resize(len, 0.0);
-    &mut buf[..len]
-}
-
 /// y = conv2d(x, w): x `[n, c_in, h, w]`, w `[c_out, c_in, kh, kw]` → y `[n, c_out, h_out, w_out]`.
 pub fn conv2d(x: &[f32], w: &[f32], s: &Conv2dShape) -> Vec<f32> {
     let (x_len, w_len, y_len) = s.sizes();
     debug_assert!(x.len() >= x_len && w.len() >= w_len, "conv2d: short input");
-    let mut y = vec![0.0; y_len];
+    let mut y = pool::zeros(y_len);
     let l = Lowering::new(s);
     if l.trivial(s) {
         return y;
@@ -215,11 +209,11 @@ pub fn conv2d(x: &[f32], w: &[f32], s: &Conv2dShape) -> Vec<f32> {
     };
     y.par_chunks_mut(l.out_img)
         .zip(x.par_chunks(l.in_img))
-        .for_each_init(Vec::new, |cols, (y_n, x_n)| {
+        .for_each_init(Scratch::default, |cols, (y_n, x_n)| {
             if l.direct {
                 gemm(&g, w, x_n, y_n, false);
             } else {
-                let cols = scratch(cols, l.k * l.p);
+                let cols = cols.get(l.k * l.p);
                 im2col(x_n, s, cols);
                 gemm(&g, w, cols, y_n, false);
             }
@@ -235,7 +229,7 @@ pub fn conv2d_backward_input(dy: &[f32], w: &[f32], s: &Conv2dShape) -> Vec<f32>
         dy.len() >= y_len && w.len() >= w_len,
         "conv2d_backward_input: short input"
     );
-    let mut dx = vec![0.0; x_len];
+    let mut dx = pool::zeros(x_len);
     let l = Lowering::new(s);
     if l.trivial(s) {
         return dx;
@@ -243,7 +237,7 @@ pub fn conv2d_backward_input(dy: &[f32], w: &[f32], s: &Conv2dShape) -> Vec<f32>
     let dy = &dy[..y_len];
     // Wᵀ once per call (one filter bank, small next to the batch), so that every per-image GEMM
     // reads both operands in their natural row-major layout.
-    let mut wt = vec![0.0; w_len];
+    let mut wt = pool::zeros(w_len);
     for (co, w_row) in w[..w_len].chunks_exact(l.k).enumerate() {
         for (r, &v) in w_row.iter().enumerate() {
             wt[r * s.c_out + co] = v;
@@ -260,15 +254,16 @@ pub fn conv2d_backward_input(dy: &[f32], w: &[f32], s: &Conv2dShape) -> Vec<f32>
     };
     dx.par_chunks_mut(l.in_img)
         .zip(dy.par_chunks(l.out_img))
-        .for_each_init(Vec::new, |cols, (dx_n, dy_n)| {
+        .for_each_init(Scratch::default, |cols, (dx_n, dy_n)| {
             if l.direct {
                 gemm(&g, w, dy_n, dx_n, false);
             } else {
-                let cols = scratch(cols, l.k * l.p);
+                let cols = cols.get(l.k * l.p);
                 gemm(&g, w, dy_n, cols, false);
                 col2im(cols, s, dx_n);
             }
         });
+    pool::recycle(wt);
     dx
 }
 
@@ -282,7 +277,7 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: &Conv2dShape) -> Vec<f32
     );
     let l = Lowering::new(s);
     if l.trivial(s) {
-        return vec![0.0; w_len];
+        return pool::zeros(w_len);
     }
     let (x, dy) = (&x[..x_len], &dy[..y_len]);
     // dW [c_out × K] += dy_n [c_out × P] · cols_nᵀ [P × K]   (cols_n stored K × P)
@@ -298,13 +293,13 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: &Conv2dShape) -> Vec<f32
         .par_chunks(per_range * l.in_img)
         .zip(dy.par_chunks(per_range * l.out_img))
         .map(|(x_r, dy_r)| {
-            let mut dw = vec![0.0; w_len];
-            let mut cols = Vec::new();
+            let mut dw = pool::zeros(w_len);
+            let mut cols = Scratch::default();
             for (x_n, dy_n) in x_r.chunks_exact(l.in_img).zip(dy_r.chunks_exact(l.out_img)) {
                 if l.direct {
                     gemm(&g, dy_n, x_n, &mut dw, true);
                 } else {
-                    let cols = scratch(&mut cols, l.k * l.p);
+                    let cols = cols.get(l.k * l.p);
                     im2col(x_n, s, cols);
                     gemm(&g, dy_n, cols, &mut dw, true);
                 }
@@ -322,6 +317,7 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: &Conv2dShape) -> Vec<f32
             }
         }
     });
+    partials.into_iter().for_each(pool::recycle);
     dw
 }
 

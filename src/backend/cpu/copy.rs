@@ -1,6 +1,7 @@
 //! CPU data-movement kernels: axis transpose, 2-D block copies (the primitive under concat and
 //! slice), row gathers and scatter-adds (under index_select, repeat and their gradients).
 
+use super::pool;
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -11,7 +12,7 @@ pub fn transpose(x: &[f32], dims: &[usize], d0: usize, d1: usize) -> Vec<f32> {
     let b: usize = dims[d0 + 1..d1].iter().product();
     let j_len = dims[d1];
     let c: usize = dims[d1 + 1..].iter().product();
-    let mut out = vec![0.0; x.len()];
+    let mut out = pool::zeros(x.len());
     if out.is_empty() {
         return out;
     }
@@ -80,7 +81,7 @@ fn check_ids(op: &'static str, ids: &[u32], rows: usize) -> Result<()> {
 pub fn index_select_rows(x: &[f32], ids: &[u32], row_len: usize) -> Result<Vec<f32>> {
     let rows = x.len().checked_div(row_len).unwrap_or(0);
     check_ids("index_select_rows", ids, rows)?;
-    let mut out = vec![0.0; ids.len() * row_len];
+    let mut out = pool::zeros(ids.len() * row_len);
     if row_len == 0 {
         return Ok(out);
     }
@@ -106,7 +107,7 @@ pub fn index_add_rows(x: &[f32], ids: &[u32], row_len: usize, out_rows: usize) -
             ),
         ));
     }
-    let mut out = vec![0.0; out_rows * row_len];
+    let mut out = pool::zeros(out_rows * row_len);
     for (i, &id) in ids.iter().enumerate() {
         let d = id as usize * row_len;
         out[d..d + row_len]

@@ -46,6 +46,7 @@
 //! a_k from the saved nll, and writes dL in a single pass. Per-row sums accumulate in f64 here
 //! (each element's term is computed in f32, as in the kernel).
 
+use super::pool;
 use rayon::prelude::*;
 
 use super::gumbel::{check_len, log_softmax_row, numel, rows_per_task};
@@ -245,8 +246,8 @@ pub fn elbo_marginal_forward(
     let lik = Lik::new(op, likelihood)?;
     let per_row = check_inputs(op, s, inp)?;
     let (b, k, d) = (s.batch, s.classes, s.features);
-    let mut loss = vec![0.0f32; b];
-    let mut nll = vec![0.0f32; b * per_row];
+    let mut loss = pool::zeros(b);
+    let mut nll = pool::zeros(b * per_row);
     loss.par_iter_mut()
         .zip(nll.par_chunks_mut(per_row))
         .zip(inp.decoded.par_chunks(per_row * d))
@@ -284,10 +285,10 @@ pub fn elbo_marginal_backward(
     let (b, k, d) = (s.batch, s.classes, s.features);
     check_len(op, "nll", nll.len(), b * per_row)?;
     check_len(op, "grad", grad.len(), b)?;
-    let mut d_decoded = vec![0.0f32; inp.decoded.len()];
-    let mut d_kl = vec![0.0f32; b * per_row];
+    let mut d_decoded = pool::zeros(inp.decoded.len());
+    let mut d_kl = pool::zeros(b * per_row);
     let mut d_logits = match inp.q {
-        ClassPosterior::Logits(_) => vec![0.0f32; b * k],
+        ClassPosterior::Logits(_) => pool::zeros(b * k),
         ClassPosterior::Labels(_) => Vec::new(),
     };
     let tasks = rows_per_task(per_row * d);

@@ -4,6 +4,7 @@
 //! closure so the compiler emits one tight (auto-vectorised) loop per op. Large buffers are split
 //! across rayon workers in chunks of `PAR_CHUNK` elements.
 
+use super::pool;
 use crate::backend::{BinaryOp, UnaryOp};
 use rayon::prelude::*;
 
@@ -12,7 +13,7 @@ pub const PAR_CHUNK: usize = 1 << 15;
 
 /// out[i] = f(x[i]).
 pub fn map<F: Fn(f32) -> f32 + Sync>(x: &[f32], f: F) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
+    let mut out = pool::for_overwrite(x.len());
     if x.len() < PAR_CHUNK {
         out.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v));
     } else {
@@ -25,7 +26,7 @@ pub fn map<F: Fn(f32) -> f32 + Sync>(x: &[f32], f: F) -> Vec<f32> {
 
 /// out[i] = f(x[i], y[i]).
 pub fn zip_map<F: Fn(f32, f32) -> f32 + Sync>(x: &[f32], y: &[f32], f: F) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
+    let mut out = pool::for_overwrite(x.len());
     if x.len() < PAR_CHUNK {
         for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
             *o = f(a, b);
@@ -153,7 +154,7 @@ pub fn binary(
         };
     }
     let n: usize = od.iter().product();
-    let mut out = vec![0.0; n];
+    let mut out = pool::for_overwrite(n); // every row is written below
     if n == 0 {
         return out;
     }

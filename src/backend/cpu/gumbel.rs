@@ -25,6 +25,7 @@
 //! This file also holds the small row helpers (length checks, stable log-softmax, rayon grain)
 //! shared by the other fused VAE ops (`reparam`, `elbo`, `mixup`).
 
+use super::pool;
 use rayon::prelude::*;
 
 use crate::rng::{gumbel_at, RngKey};
@@ -123,7 +124,7 @@ pub fn gumbel_softmax_forward(
 ) -> Result<Vec<f32>> {
     let n = check_gumbel_args("gumbel_softmax_forward", logits, rows, cols, tau)?;
     let inv_tau = 1.0 / tau;
-    let mut y = vec![0.0f32; n];
+    let mut y = pool::zeros(n);
     y.par_chunks_mut(cols)
         .zip(logits.par_chunks(cols))
         .with_min_len(rows_per_task(cols))
@@ -165,7 +166,7 @@ pub fn gumbel_softmax_backward(
     let n = check_gumbel_args(op, logits, rows, cols, tau)?;
     check_len(op, "dy", dy.len(), n)?;
     let inv_tau = 1.0 / tau;
-    let mut dl = vec![0.0f32; n];
+    let mut dl = pool::zeros(n);
     dl.par_chunks_mut(cols)
         .zip(logits.par_chunks(cols).zip(dy.par_chunks(cols)))
         .with_min_len(rows_per_task(cols))
@@ -197,7 +198,7 @@ pub fn categorical_kl_uniform_forward(
 ) -> Result<Vec<f32>> {
     check_kl_args("categorical_kl_uniform_forward", logits, rows, cols)?;
     let log_k = (cols as f32).ln();
-    let mut kl = vec![0.0f32; rows];
+    let mut kl = pool::zeros(rows);
     kl.par_iter_mut()
         .zip(logits.par_chunks(cols))
         .with_min_len(rows_per_task(cols))
@@ -231,7 +232,7 @@ pub fn categorical_kl_uniform_backward(
     check_kl_args(op, logits, rows, cols)?;
     check_len(op, "dkl", dkl.len(), rows)?;
     let log_k = (cols as f32).ln();
-    let mut dl = vec![0.0f32; logits.len()];
+    let mut dl = pool::zeros(logits.len());
     dl.par_chunks_mut(cols)
         .zip(logits.par_chunks(cols).zip(dkl.par_iter()))
         .with_min_len(rows_per_task(cols))

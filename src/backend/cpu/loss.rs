@@ -2,11 +2,12 @@
 //! written in the overflow-free form max(l, 0) − l·x + log(1 + e^{−|l|}).
 
 use super::elementwise::sigmoid;
+use super::pool;
 use rayon::prelude::*;
 
 /// Per row Σ_j BCE(l_j, x_j).
 pub fn bce_with_logits_rows(l: &[f32], x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; rows];
+    let mut out = pool::zeros(rows);
     if cols == 0 {
         return out;
     }
@@ -24,7 +25,7 @@ pub fn bce_with_logits_rows(l: &[f32], x: &[f32], rows: usize, cols: usize) -> V
 
 /// d/dl = (σ(l) − x) · g_row.
 pub fn bce_with_logits_rows_backward(l: &[f32], x: &[f32], g: &[f32], cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; l.len()];
+    let mut out = pool::zeros(l.len());
     if cols == 0 {
         return out;
     }

@@ -28,6 +28,7 @@
 //! ∂CE/∂c̃_j = −Σ_k p_k (δ_kj − q_j) = q_j Σ_k p_k − p_j, so dc̃ = g (softmax(c̃) Σ_k p̃_k − p̃);
 //! dμ = 2 w g (μ − μ̃), dσ = 2 w g (σ − σ̃).
 
+use super::pool;
 use rayon::prelude::*;
 
 use super::gumbel::{check_len, log_softmax_row, numel, rows_per_task};
@@ -112,7 +113,7 @@ fn mix(l: f32, a: f32, b: f32) -> f32 {
 
 /// out_b = λ_b src_b + (1 − λ_b) src_π(b) for rows of `cols`.
 fn mix_rows(src: &[f32], cols: usize, partner: &[u32], lambda: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; src.len()];
+    let mut out = pool::zeros(src.len());
     if cols > 0 {
         out.par_chunks_mut(cols)
             .with_min_len(rows_per_task(cols))
@@ -176,7 +177,7 @@ pub fn mixup_build(
                     format!("label {bad} at row {i} is not below K = {k}"),
                 ));
             }
-            let mut p = vec![0.0f32; bk];
+            let mut p = pool::zeros(bk);
             if k > 0 {
                 p.par_chunks_mut(k)
                     .with_min_len(rows_per_task(k))
@@ -244,7 +245,7 @@ pub fn mixup_loss_forward(s: MixupShape, inp: &MixupLossInputs) -> Result<Vec<f3
     let op = "mixup_loss_forward";
     check_loss_inputs(op, s, inp)?;
     let (k, z) = (s.classes, s.latent);
-    let mut loss = vec![0.0f32; s.batch];
+    let mut loss = pool::zeros(s.batch);
     loss.par_iter_mut()
         .with_min_len(rows_per_task(k + 2 * z))
         .enumerate()
@@ -270,7 +271,7 @@ pub fn mixup_loss_backward(
     check_loss_inputs(op, s, inp)?;
     check_len(op, "grad", grad.len(), s.batch)?;
     let (k, z) = (s.classes, s.latent);
-    let mut d_logits = vec![0.0f32; s.batch * k];
+    let mut d_logits = pool::zeros(s.batch * k);
     d_logits
         .par_chunks_mut(k)
         .with_min_len(rows_per_task(k))
@@ -285,7 +286,7 @@ pub fn mixup_loss_backward(
             }
         });
     let latent_grad = |x: &[f32], t: &[f32]| -> Vec<f32> {
-        let mut out = vec![0.0f32; x.len()];
+        let mut out = pool::zeros(x.len());
         if z > 0 {
             out.par_chunks_mut(z)
                 .with_min_len(rows_per_task(z))

@@ -11,6 +11,7 @@ pub mod gemm;
 pub mod gumbel;
 pub mod loss;
 pub mod mixup;
+pub mod pool;
 pub mod reduce;
 pub mod reparam;
 
@@ -21,9 +22,29 @@ use crate::rng::{normal_at, uniform_at, RngKey};
 use crate::{Device, Error, Result};
 use rayon::prelude::*;
 
-/// A host buffer.
-#[derive(Clone, Debug, PartialEq)]
+/// A host buffer. Dropping it gives the memory to the buffer cache ([`pool`]) for reuse.
+#[derive(Debug, PartialEq)]
 pub struct CpuStorage(pub Vec<f32>);
+
+impl Clone for CpuStorage {
+    fn clone(&self) -> Self {
+        let mut out = pool::for_overwrite(self.0.len());
+        if out.len() < elementwise::PAR_CHUNK {
+            out.copy_from_slice(&self.0);
+        } else {
+            out.par_chunks_mut(elementwise::PAR_CHUNK)
+                .zip(self.0.par_chunks(elementwise::PAR_CHUNK))
+                .for_each(|(o, x)| o.copy_from_slice(x));
+        }
+        CpuStorage(out)
+    }
+}
+
+impl Drop for CpuStorage {
+    fn drop(&mut self) {
+        pool::recycle(std::mem::take(&mut self.0));
+    }
+}
 
 /// The CPU as a device that creates buffers.
 #[derive(Clone, Copy, Debug, Default)]
@@ -98,7 +119,7 @@ impl BackendStorage for CpuStorage {
                 ),
             ));
         }
-        let mut out = vec![0.0; s.batch * s.m * s.n];
+        let mut out = pool::zeros(s.batch * s.m * s.n);
         let g = gemm::GemmShape {
             m: s.m,
             n: s.n,
@@ -224,7 +245,7 @@ impl BackendDevice for CpuDevice {
         Ok(CpuStorage(data.to_vec()))
     }
     fn zeros(&self, n: usize) -> Result<CpuStorage> {
-        Ok(CpuStorage(vec![0.0; n]))
+        Ok(CpuStorage(pool::zeros(n)))
     }
     fn rand_uniform(&self, n: usize, key: RngKey) -> Result<CpuStorage> {
         Ok(CpuStorage(

@@ -5,6 +5,7 @@
 //! after finding the row maximum, which keeps exp() from overflowing.
 
 use super::elementwise::PAR_CHUNK;
+use super::pool;
 use crate::backend::ReduceOp;
 use rayon::prelude::*;
 
@@ -14,7 +15,7 @@ pub fn reduce(op: ReduceOp, x: &[f32], outer: usize, len: usize, inner: usize) -
         ReduceOp::Sum => 0.0,
         ReduceOp::Max => f32::NEG_INFINITY,
     };
-    let mut out = vec![init; outer * inner];
+    let mut out = pool::filled(outer * inner, init);
     if inner == 0 || outer == 0 {
         return out;
     }
@@ -59,7 +60,7 @@ fn row_max(row: &[f32]) -> f32 {
 
 /// Row-wise softmax or log-softmax.
 pub fn softmax_rows(x: &[f32], rows: usize, cols: usize, log: bool) -> Vec<f32> {
-    let mut out = vec![0.0; rows * cols];
+    let mut out = pool::zeros(rows * cols);
     if cols == 0 {
         return out;
     }

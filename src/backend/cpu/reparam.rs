@@ -25,6 +25,7 @@
 //!
 //! Row sums are accumulated in f64 (each term is computed in f32, as in the kernel).
 
+use super::pool;
 use rayon::prelude::*;
 
 use super::gumbel::{check_len, numel, rows_per_task};
@@ -74,8 +75,8 @@ pub fn reparam_forward(
     let n = numel(op, &[rows, cols])?;
     check_len(op, "mu", mu.len(), n)?;
     check_len(op, "logvar", logvar.len(), n)?;
-    let mut z = vec![0.0f32; n];
-    let mut kl = vec![0.0f32; rows];
+    let mut z = pool::zeros(n);
+    let mut kl = pool::zeros(rows);
     if cols > 0 {
         z.par_chunks_mut(cols)
             .zip(kl.par_iter_mut())
@@ -117,8 +118,8 @@ pub fn reparam_backward(
     if let Some(dkl) = dkl {
         check_len(op, "dkl", dkl.len(), rows)?;
     }
-    let mut d_mu = vec![0.0f32; n];
-    let mut d_logvar = vec![0.0f32; n];
+    let mut d_mu = pool::zeros(n);
+    let mut d_logvar = pool::zeros(n);
     if cols > 0 {
         d_mu.par_chunks_mut(cols)
             .zip(d_logvar.par_chunks_mut(cols))
@@ -172,7 +173,7 @@ pub fn gaussian_kl_forward(
         ("logvar_p", logvar_p),
     ];
     check_kl_inputs(op, ins, rows, cols)?;
-    let mut kl = vec![0.0f32; rows];
+    let mut kl = pool::zeros(rows);
     kl.par_iter_mut()
         .with_min_len(rows_per_task(cols))
         .enumerate()
@@ -208,10 +209,10 @@ pub fn gaussian_kl_backward(
     let n = check_kl_inputs(op, ins, rows, cols)?;
     check_len(op, "dkl", dkl.len(), rows)?;
     let mut g = GaussianKlGrads {
-        d_mu_q: vec![0.0; n],
-        d_logvar_q: vec![0.0; n],
-        d_mu_p: vec![0.0; n],
-        d_logvar_p: vec![0.0; n],
+        d_mu_q: pool::zeros(n),
+        d_logvar_q: pool::zeros(n),
+        d_mu_p: pool::zeros(n),
+        d_logvar_p: pool::zeros(n),
     };
     if cols > 0 {
         g.d_mu_q
