@@ -46,6 +46,7 @@
 //! a_k from the saved nll, and writes dL in a single pass. Per-row sums accumulate in f64 here
 //! (each element's term is computed in f32, as in the kernel).
 
+use super::math::{exp, sigmoid};
 use super::pool;
 use rayon::prelude::*;
 
@@ -143,7 +144,7 @@ impl Lik {
     #[inline]
     fn nll(self, o: f32, x: f32) -> f32 {
         match self {
-            Lik::Bernoulli => o.max(0.0) - o * x + (-o.abs()).exp().ln_1p(),
+            Lik::Bernoulli => o.max(0.0) - o * x + exp(-o.abs()).ln_1p(),
             Lik::Gaussian { inv_var, log_norm } => {
                 let d = x - o;
                 0.5 * (d * d * inv_var + log_norm)
@@ -158,17 +159,6 @@ impl Lik {
             Lik::Bernoulli => sigmoid(o) - x,
             Lik::Gaussian { inv_var, .. } => (o - x) * inv_var,
         }
-    }
-}
-
-/// σ(l) without overflow for either sign.
-#[inline]
-fn sigmoid(l: f32) -> f32 {
-    if l >= 0.0 {
-        1.0 / (1.0 + (-l).exp())
-    } else {
-        let e = l.exp();
-        e / (1.0 + e)
     }
 }
 

@@ -4,6 +4,7 @@
 //! closure so the compiler emits one tight (auto-vectorised) loop per op. Large buffers are split
 //! across rayon workers in chunks of `PAR_CHUNK` elements.
 
+use super::math::{exp, sigmoid, softplus};
 use super::pool;
 use crate::backend::{BinaryOp, UnaryOp};
 use rayon::prelude::*;
@@ -43,28 +44,11 @@ pub fn zip_map<F: Fn(f32, f32) -> f32 + Sync>(x: &[f32], y: &[f32], f: F) -> Vec
     out
 }
 
-/// Numerically stable log(1 + eˣ).
-#[inline]
-pub fn softplus(x: f32) -> f32 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
-}
-
-/// Numerically stable logistic function.
-#[inline]
-pub fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
 /// y = f(x) for a unary op.
 pub fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
     match op {
         UnaryOp::Neg => map(x, |v| -v),
-        UnaryOp::Exp => map(x, f32::exp),
+        UnaryOp::Exp => map(x, exp),
         UnaryOp::Log => map(x, f32::ln),
         UnaryOp::Sqrt => map(x, f32::sqrt),
         UnaryOp::Square => map(x, |v| v * v),
@@ -83,13 +67,13 @@ pub fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
 pub fn unary_backward(op: UnaryOp, x: &[f32], g: &[f32]) -> Vec<f32> {
     match op {
         UnaryOp::Neg => map(g, |g| -g),
-        UnaryOp::Exp => zip_map(x, g, |x, g| g * x.exp()),
+        UnaryOp::Exp => zip_map(x, g, |x, g| g * exp(x)),
         UnaryOp::Log => zip_map(x, g, |x, g| g / x),
         UnaryOp::Sqrt => zip_map(x, g, |x, g| g * 0.5 / x.sqrt()),
         UnaryOp::Square => zip_map(x, g, |x, g| 2.0 * x * g),
         UnaryOp::Relu => zip_map(x, g, |x, g| if x > 0.0 { g } else { 0.0 }),
         UnaryOp::LeakyRelu(s) => zip_map(x, g, |x, g| if x > 0.0 { g } else { s * g }),
-        UnaryOp::Elu(a) => zip_map(x, g, |x, g| if x > 0.0 { g } else { g * a * x.exp() }),
+        UnaryOp::Elu(a) => zip_map(x, g, |x, g| if x > 0.0 { g } else { g * a * exp(x) }),
         UnaryOp::Softplus => zip_map(x, g, |x, g| g * sigmoid(x)),
         UnaryOp::Sigmoid => zip_map(x, g, |x, g| {
             let s = sigmoid(x);

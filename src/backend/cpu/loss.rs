@@ -1,7 +1,7 @@
 //! CPU per-row losses that deserve a kernel of their own: binary cross-entropy with logits,
 //! written in the overflow-free form max(l, 0) − l·x + log(1 + e^{−|l|}).
 
-use super::elementwise::sigmoid;
+use super::math::{exp, sigmoid};
 use super::pool;
 use rayon::prelude::*;
 
@@ -17,7 +17,7 @@ pub fn bce_with_logits_rows(l: &[f32], x: &[f32], rows: usize, cols: usize) -> V
             *o = l
                 .iter()
                 .zip(x)
-                .map(|(&l, &x)| l.max(0.0) - l * x + (-l.abs()).exp().ln_1p())
+                .map(|(&l, &x)| l.max(0.0) - l * x + exp(-l.abs()).ln_1p())
                 .sum();
         });
     out

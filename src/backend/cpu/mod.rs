@@ -10,6 +10,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod gumbel;
 pub mod loss;
+pub mod math;
 pub mod mixup;
 pub mod pool;
 pub mod reduce;

@@ -5,7 +5,7 @@
 //! after finding the row maximum, which keeps exp() from overflowing.
 
 use super::elementwise::PAR_CHUNK;
-use super::pool;
+use super::{math, pool};
 use crate::backend::ReduceOp;
 use rayon::prelude::*;
 
@@ -33,7 +33,7 @@ pub fn reduce(op: ReduceOp, x: &[f32], outer: usize, len: usize, inner: usize) -
         let f = |(o, d): (usize, &mut f32)| {
             let row = &x[o * len..(o + 1) * len];
             *d = match op {
-                ReduceOp::Sum => row.iter().sum(),
+                ReduceOp::Sum => math::sum(row),
                 ReduceOp::Max => row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
             };
         };
@@ -66,11 +66,10 @@ pub fn softmax_rows(x: &[f32], rows: usize, cols: usize, log: bool) -> Vec<f32> 
     }
     let f = |(o, r): (&mut [f32], &[f32])| {
         let m = row_max(r);
-        let mut s = 0.0;
-        for (o, &v) in o.iter_mut().zip(r) {
-            *o = (v - m).exp();
-            s += *o;
-        }
+        o.iter_mut()
+            .zip(r)
+            .for_each(|(o, &v)| *o = math::exp(v - m));
+        let s = math::sum(o);
         if log {
             let ls = s.ln();
             o.iter_mut().zip(r).for_each(|(o, &v)| *o = v - m - ls);
@@ -94,7 +93,7 @@ pub fn logsumexp_rows(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         if m == f32::NEG_INFINITY {
             return m;
         }
-        m + r.iter().map(|&v| (v - m).exp()).sum::<f32>().ln()
+        m + math::sum_map(r, |v| math::exp(v - m)).ln()
     };
     if cols == 0 {
         return vec![f32::NEG_INFINITY; rows];
