@@ -368,6 +368,34 @@ fn gaussian_nll_rows() {
         t[0].gaussian_nll_rows(&x, 0.7)
     });
 }
+#[test]
+fn gaussian_nll_logvar_rows() {
+    let mu = (values(12, 33, 0.1, 1.5, false), vec![3, 4]);
+    let lv = (values(12, 34, 0.1, 1.0, false), vec![3, 4]);
+    let x = Tensor::from_slice(&values(12, 35, 0.1, 1.5, false), [3, 4], Device::Cpu).unwrap();
+    check("gaussian_nll_logvar_rows", &[mu, lv], |t| {
+        t[0].gaussian_nll_logvar_rows(&x, &t[1])
+    });
+    // At logvar = log σ² it is the fixed-σ loss.
+    let (m, s2) = (
+        Tensor::from_slice(&values(12, 36, 0.1, 1.5, false), [3, 4], Device::Cpu).unwrap(),
+        0.49f32,
+    );
+    let lv = Tensor::full(s2.ln(), [3, 4], Device::Cpu).unwrap();
+    let a = m
+        .gaussian_nll_logvar_rows(&x, &lv)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let b = m
+        .gaussian_nll_rows(&x, s2.sqrt())
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    for (a, b) in a.iter().zip(&b) {
+        assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+}
 
 #[test]
 fn gradients_accumulate_across_uses() {

@@ -122,7 +122,7 @@ fn m1_beats_chance_on_digits() {
 
 #[test]
 fn m1m2_beats_chance_on_digits() {
-    // ≈ 33% error (the first third of the run trains M1 alone).
+    // ≈ 37% error (the first third of the run trains M1 alone).
     let err = final_error(
         &spec(ModelKind::M1M2, 128, 8, 100),
         &config(10, 44, 32, 3e-3),

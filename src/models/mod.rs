@@ -145,8 +145,9 @@ pub const M1_KL_WARMUP: f32 = 0.5;
 /// jariasf/GMVAE.
 pub const GMVAE_KL_WARMUP: f32 = 0.0;
 
-/// Standard deviation of M1+M2's Gaussian p(z1|y,z2) (see [`m1m2`]).
-pub const M1M2_SIGMA: f32 = 1.0;
+/// Standard deviation of M1+M2's Gaussian p(z1|y,z2): `None` = a per-dimension variance
+/// predicted by its decoder (see [`m1m2`]).
+pub const M1M2_SIGMA: Option<f32> = None;
 
 /// The fraction of training during which M1+M2 trains M1 alone (see [`m1m2`]).
 pub const M1M2_M1_ONLY: f32 = 1.0 / 3.0;

@@ -4,6 +4,8 @@
 //! - `cross_entropy_rows`: −Σ_k p_k log softmax(l)_k for target distributions p (one-hot or soft).
 //! - `kl_diag_gaussian_rows`: KL(N(μ, e^{lv}) ‖ N(0, I)) = −½ Σ (1 + lv − μ² − e^{lv}).
 //! - `gaussian_nll_rows`: ½ Σ ((x − μ)²/σ² + log 2πσ²) for a fixed σ.
+//! - `gaussian_nll_logvar_rows`: the same with a per-element learned log σ² (composed from
+//!   primitives, so its gradient is theirs).
 
 use crate::autograd::record;
 use crate::{Error, Result, Shape, Tensor};
@@ -73,6 +75,22 @@ impl Tensor {
             .square()?
             .sum(1)?
             .mul_scalar(0.5 / (sigma * sigma))?
+            .add_scalar(c)
+    }
+
+    /// Gaussian negative log-likelihood of `targets` under N(self, exp(logvar)), summed per row:
+    /// ½ Σ_j ((x_j − μ_j)²·exp(−logvar_j) + logvar_j + log 2π). Gradients flow to the mean
+    /// (`self`) and to `logvar`; `targets` are data.
+    pub fn gaussian_nll_logvar_rows(&self, targets: &Tensor, logvar: &Tensor) -> Result<Tensor> {
+        let (_, cols) = same_2d("gaussian_nll_logvar_rows", self, targets)?;
+        same_2d("gaussian_nll_logvar_rows", self, logvar)?;
+        let c = cols as f32 * 0.5 * (2.0 * std::f32::consts::PI).ln();
+        self.sub(targets)?
+            .square()?
+            .mul(&logvar.neg()?.exp()?)?
+            .add(logvar)?
+            .sum(1)?
+            .mul_scalar(0.5)?
             .add_scalar(c)
     }
 }
