@@ -7,6 +7,7 @@
 //! - an "axis" kernel sees its input as (outer, len, inner) (see [`crate::Shape::split_at_axis`]);
 //! - a "rows" kernel sees its input as rows × cols with cols contiguous.
 
+pub mod broadcast;
 pub mod cpu;
 pub mod cuda;
 pub mod vae;

@@ -6,6 +6,7 @@
 
 use super::math::{exp, sigmoid, softplus};
 use super::pool;
+use crate::backend::broadcast::{broadcast_strides, simplify};
 use crate::backend::{BinaryOp, UnaryOp};
 use rayon::prelude::*;
 
@@ -96,29 +97,6 @@ pub fn unary_backward(op: UnaryOp, x: &[f32], g: &[f32]) -> Vec<f32> {
     }
 }
 
-#[inline]
-fn apply(op: BinaryOp, a: f32, b: f32) -> f32 {
-    match op {
-        BinaryOp::Add => a + b,
-        BinaryOp::Sub => a - b,
-        BinaryOp::Mul => a * b,
-        BinaryOp::Div => a / b,
-        BinaryOp::Eq => (a == b) as u8 as f32,
-        BinaryOp::Maximum => a.max(b),
-    }
-}
-
-/// Broadcast strides of `dims` against `out` (same rank): 0 where a dimension of 1 is stretched.
-fn broadcast_strides(dims: &[usize], out: &[usize]) -> Vec<usize> {
-    let mut strides = vec![0; dims.len()];
-    let mut acc = 1;
-    for i in (0..dims.len()).rev() {
-        strides[i] = if dims[i] == 1 && out[i] != 1 { 0 } else { acc };
-        acc *= dims[i];
-    }
-    strides
-}
-
 /// out = lhs ∘ rhs with numpy broadcasting; all three dims lists have the same rank.
 pub fn binary(
     op: BinaryOp,
@@ -128,27 +106,46 @@ pub fn binary(
     rd: &[usize],
     od: &[usize],
 ) -> Vec<f32> {
+    // One monomorphised copy of the loops per op, so that each inner loop vectorises.
+    match op {
+        BinaryOp::Add => broadcast(lhs, rhs, ld, rd, od, |a, b| a + b),
+        BinaryOp::Sub => broadcast(lhs, rhs, ld, rd, od, |a, b| a - b),
+        BinaryOp::Mul => broadcast(lhs, rhs, ld, rd, od, |a, b| a * b),
+        BinaryOp::Div => broadcast(lhs, rhs, ld, rd, od, |a, b| a / b),
+        BinaryOp::Eq => broadcast(lhs, rhs, ld, rd, od, |a, b| (a == b) as u8 as f32),
+        BinaryOp::Maximum => broadcast(lhs, rhs, ld, rd, od, f32::max),
+    }
+}
+
+/// out = f(lhs, rhs) with numpy broadcasting (see [`binary`]).
+fn broadcast<F: Fn(f32, f32) -> f32 + Sync>(
+    lhs: &[f32],
+    rhs: &[f32],
+    ld: &[usize],
+    rd: &[usize],
+    od: &[usize],
+    f: F,
+) -> Vec<f32> {
     if ld == od && rd == od {
-        return match op {
-            BinaryOp::Add => zip_map(lhs, rhs, |a, b| a + b),
-            BinaryOp::Sub => zip_map(lhs, rhs, |a, b| a - b),
-            BinaryOp::Mul => zip_map(lhs, rhs, |a, b| a * b),
-            BinaryOp::Div => zip_map(lhs, rhs, |a, b| a / b),
-            _ => zip_map(lhs, rhs, |a, b| apply(op, a, b)),
-        };
+        return zip_map(lhs, rhs, f);
     }
     let n: usize = od.iter().product();
     let mut out = pool::for_overwrite(n); // every row is written below
     if n == 0 {
         return out;
     }
+    // Merged dimensions: `[n, c, h, w] + [1, c, 1, 1]` is walked as `[n, c, h·w]`, so rows are
+    // h·w long rather than w.
+    let (od, ls, rs) = simplify(od, &broadcast_strides(ld, od), &broadcast_strides(rd, od));
+    if od.is_empty() {
+        // Every dimension is 1: one element.
+        out[0] = f(lhs[0], rhs[0]);
+        return out;
+    }
     let rank = od.len();
     let inner = od[rank - 1];
-    let ls = broadcast_strides(ld, od);
-    let rs = broadcast_strides(rd, od);
-    let (lsi, rsi) = (ls[rank - 1], rs[rank - 1]);
-    // One output row (all dims but the last) at a time: find both operands' row offsets, then a
-    // unit- or zero-stride inner loop.
+    // One output row (all dims but the last) at a time: find both operands' row offsets, then
+    // the row as a plain zip (the innermost stride is 1, or 0 where the operand is stretched).
     let row = |r: usize, o: &mut [f32]| {
         let (mut lo, mut ro, mut rem) = (0, 0, r);
         for d in (0..rank - 1).rev() {
@@ -157,8 +154,25 @@ pub fn binary(
             lo += i * ls[d];
             ro += i * rs[d];
         }
-        for (j, o) in o.iter_mut().enumerate() {
-            *o = apply(op, lhs[lo + j * lsi], rhs[ro + j * rsi]);
+        match (ls[rank - 1], rs[rank - 1]) {
+            (0, 0) => o.fill(f(lhs[lo], rhs[ro])),
+            (0, _) => {
+                let a = lhs[lo];
+                o.iter_mut()
+                    .zip(&rhs[ro..ro + inner])
+                    .for_each(|(o, &b)| *o = f(a, b));
+            }
+            (_, 0) => {
+                let b = rhs[ro];
+                o.iter_mut()
+                    .zip(&lhs[lo..lo + inner])
+                    .for_each(|(o, &a)| *o = f(a, b));
+            }
+            _ => o
+                .iter_mut()
+                .zip(&lhs[lo..lo + inner])
+                .zip(&rhs[ro..ro + inner])
+                .for_each(|((o, &a), &b)| *o = f(a, b)),
         }
     };
     if n < PAR_CHUNK {
@@ -166,9 +180,98 @@ pub fn binary(
             .enumerate()
             .for_each(|(r, o)| row(r, o));
     } else {
+        // Short rows are grouped so that a rayon task is not a handful of elements.
         out.par_chunks_mut(inner)
+            .with_min_len(PAR_CHUNK.div_ceil(inner))
             .enumerate()
             .for_each(|(r, o)| row(r, o));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// out[idx] = lhs[idx with stretched dims at 0] ∘ rhs[…], index by index.
+    fn naive(
+        op: BinaryOp,
+        l: &[f32],
+        r: &[f32],
+        ld: &[usize],
+        rd: &[usize],
+        od: &[usize],
+    ) -> Vec<f32> {
+        let n: usize = od.iter().product();
+        let offset = |dims: &[usize], mut flat: usize| {
+            let (mut off, mut stride) = (0, 1);
+            for d in (0..od.len()).rev() {
+                let i = flat % od[d];
+                flat /= od[d];
+                if dims[d] != 1 {
+                    off += i * stride;
+                }
+                stride *= dims[d];
+            }
+            off
+        };
+        (0..n)
+            .map(|k| {
+                let (a, b) = (l[offset(ld, k)], r[offset(rd, k)]);
+                match op {
+                    BinaryOp::Add => a + b,
+                    BinaryOp::Sub => a - b,
+                    BinaryOp::Mul => a * b,
+                    BinaryOp::Div => a / b,
+                    BinaryOp::Eq => (a == b) as u8 as f32,
+                    BinaryOp::Maximum => a.max(b),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn broadcasting_matches_index_by_index_evaluation() {
+        let mut rng = Rng::new(11, 0);
+        let ops = [
+            BinaryOp::Add,
+            BinaryOp::Sub,
+            BinaryOp::Mul,
+            BinaryOp::Div,
+            BinaryOp::Eq,
+            BinaryOp::Maximum,
+        ];
+        // Random ranks 1–4, sizes 1–7 (and one large case past the parallel threshold), each
+        // operand dimension either the output's or stretched from 1.
+        for case in 0..400 {
+            let rank = 1 + case % 4;
+            let od: Vec<usize> = (0..rank)
+                .map(|d| {
+                    if case == 399 && d == rank - 1 {
+                        PAR_CHUNK + 3
+                    } else {
+                        1 + (rng.uniform() * 7.0) as usize
+                    }
+                })
+                .collect();
+            let pick = |rng: &mut Rng| -> Vec<usize> {
+                od.iter()
+                    .map(|&n| if rng.uniform() < 0.4 { 1 } else { n })
+                    .collect()
+            };
+            let (ld, rd) = (pick(&mut rng), pick(&mut rng));
+            let fill = |dims: &[usize], rng: &mut Rng| -> Vec<f32> {
+                (0..dims.iter().product::<usize>())
+                    .map(|_| (rng.uniform() * 4.0).floor() - 1.5)
+                    .collect()
+            };
+            let (l, r) = (fill(&ld, &mut rng), fill(&rd, &mut rng));
+            for op in ops {
+                let got = binary(op, &l, &r, &ld, &rd, &od);
+                let want = naive(op, &l, &r, &ld, &rd, &od);
+                assert_eq!(got, want, "{op:?} {ld:?} ∘ {rd:?} → {od:?}");
+            }
+        }
+    }
 }
