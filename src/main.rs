@@ -161,9 +161,10 @@ fn positive(flag: &'static str, v: usize) -> Result<()> {
     Ok(())
 }
 
-/// Models whose classifier output is a cluster, not a class: no test error for them.
-fn is_clustering(kind: ModelKind) -> bool {
-    kind == ModelKind::Gmvae
+/// Whether a model's classifier output is a cluster, not a class (no test error for it): the
+/// GMVAE trained without labels. With labels its cross-entropy ties component k to class k.
+fn is_clustering(spec: &ModelSpec) -> bool {
+    spec.kind == ModelKind::Gmvae && spec.n_labelled == 0
 }
 
 /// The semi-supervised split of a run, with errors phrased for `--labels`.
@@ -483,7 +484,7 @@ impl Observer for CliObserver<'_> {
         if let Some(pb) = self.bar.take() {
             pb.finish_and_clear();
         }
-        let clustering = is_clustering(self.rc.model.kind);
+        let clustering = is_clustering(&self.rc.model);
         self.log.append(r, !clustering)?;
         let path = checkpoint::save(self.run_dir, &self.rc, self.model, state)?;
         self.last_ckpt = Some(path);
@@ -593,7 +594,7 @@ fn eval_cmd(dir: &Path, iwae_k: usize, data_dir: Option<PathBuf>, device: Device
         rc.step
     );
     let ev = evaluate_all(model.as_ref(), &tt.test, &rc.train)?;
-    let clustering = is_clustering(rc.model.kind);
+    let clustering = is_clustering(&rc.model);
     if let Some(e) = ev.error.filter(|_| !clustering) {
         println!("test error       {}", pct(e));
     }

@@ -373,3 +373,32 @@ fn metrics_columns_stay_fixed_across_training_phases() {
         "{csv}"
     );
 }
+
+/// The GMVAE is a clustering model without labels (no test error: its components are not
+/// classes) and a classifier with them (the labelled cross-entropy ties component k to class k).
+#[test]
+fn gmvae_reports_test_error_only_when_trained_with_labels() {
+    let dd = data_dir();
+    for (labels, want_error) in [("0", false), ("50", true)] {
+        let dir = temp_dir(&format!("gmvae-{labels}"));
+        let d = dir.to_str().unwrap();
+        let mut args = train_args(
+            &dd,
+            d,
+            &["--model", "gmvae", "--epochs", "1", "--device", "cpu"],
+        );
+        args[4] = labels; // the value after --labels
+        let stdout = ok(&args);
+        let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        let header: Vec<&str> = lines[0].split(',').collect();
+        let row: Vec<&str> = lines[1].split(',').collect();
+        let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+        assert_eq!(!col("test_error").is_empty(), want_error, "{csv}");
+        assert_eq!(stdout.contains("test error"), want_error, "{stdout}");
+        assert!(
+            !col("test_acc").is_empty(),
+            "ACC is reported either way: {csv}"
+        );
+    }
+}
