@@ -114,15 +114,6 @@ fn unary_at_special_points() {
     }
 }
 
-const BINARY_OPS: [BinaryOp; 6] = [
-    BinaryOp::Add,
-    BinaryOp::Sub,
-    BinaryOp::Mul,
-    BinaryOp::Div,
-    BinaryOp::Eq,
-    BinaryOp::Maximum,
-];
-
 /// Operands for `op`: Div gets a divisor away from 0, Eq small integers so that ties happen.
 fn binary_inputs(op: BinaryOp, seed: u64, ln: usize, rn: usize) -> (Vec<f32>, Vec<f32>) {
     match op {
@@ -177,7 +168,7 @@ fn binary_equal_shapes_and_broadcasting() {
         (vec![2, 1, 3, 1, 2, 1], vec![1, 4, 1, 3, 1, 2]),
         (vec![1, 31, 1, 17], vec![5, 31, 3, 1]),
     ];
-    for (k, op) in BINARY_OPS.into_iter().enumerate() {
+    for (k, op) in BinaryOp::ALL.into_iter().enumerate() {
         for (c, (ld, rd)) in cases.iter().enumerate() {
             check_binary(&dev, op, ld, rd, 1000 + (k * 100 + c) as u64);
         }
@@ -199,7 +190,7 @@ fn binary_random_broadcasts() {
             .iter()
             .map(|&d| if r.below(3) == 0 { 1 } else { d })
             .collect();
-        let op = BINARY_OPS[case % BINARY_OPS.len()];
+        let op = BinaryOp::ALL[case % BinaryOp::ALL.len()];
         check_binary(&dev, op, &ld, &rd, 5000 + case as u64);
     }
 }

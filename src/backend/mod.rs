@@ -54,6 +54,18 @@ pub enum BinaryOp {
     Maximum,
 }
 
+impl BinaryOp {
+    /// Every binary op (for tests that sweep them all).
+    pub const ALL: [BinaryOp; 6] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Eq,
+        BinaryOp::Maximum,
+    ];
+}
+
 /// Reductions along one axis.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ReduceOp {
