@@ -39,8 +39,8 @@
 //! z1 features (one hidden layer of `hidden` units, softplus as in the reference), with
 //! q(z2|f,y)'s first layer computed as W_f·f + W_y·y like M2's. Not done: the reference keeps
 //! only the z1 dimensions whose posterior-mean std exceeds 0.1; here all z1 dimensions are
-//! modelled (inactive ones are N(0,1) noise that p(z1|y,z2) = N(0, σ²) explains at a constant
-//! cost when σ = 1).
+//! modelled (inactive ones are N(0,1) noise that the learned variance explains at a constant
+//! cost, s ≈ 1).
 //!
 //! Classification uses q(y|μ(x)), the posterior mean of z1. [`Model::neg_elbo`] is the bound of
 //! the whole stacked model, −log p(x) ≤ E_q(z1|x)[−log p(x|z1) + log q(z1|x) + U(z1)]
