@@ -9,7 +9,8 @@
 //! How: [`CpuStorage`](super::CpuStorage) hands its buffer to [`recycle`] when dropped; the
 //! kernels take their outputs from [`zeros`] / [`filled`], which reuse a cached buffer of exactly
 //! the requested length when there is one (re-filling it, so a kernel always sees the same
-//! initial contents as a fresh `vec!` and results do not depend on the cache). Only buffers of
+//! initial contents as a fresh `vec!` and results do not depend on the cache), or from
+//! [`for_overwrite`] when they write every element themselves (no re-fill). Only buffers of
 //! at least [`MIN_POOLED_LEN`] elements are cached (smaller ones come from malloc's heap, which is
 //! already fast), and at most [`MAX_POOLED_BYTES`] in total: a buffer that would exceed it empties
 //! the cache first, so a shape change (training → evaluation batches) cannot pin stale buffers.
