@@ -9,4 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/install-nvrtc.sh --print-export)"
 export SSVAE_REQUIRE_NVRTC=1
+# --show-output prints what passing tests wrote, so that the log shows how many kernel files the
+# NVRTC compile test compiled and why each CUDA parity test skipped on a machine without a GPU.
+if [ $# -eq 0 ]; then set -- -- --show-output; fi
 cargo test --release "$@"
