@@ -70,6 +70,13 @@ pub struct M1M2Config {
     pub activation: Activation,
 }
 
+/// The variance of p(z1|y,z2).
+enum Variance {
+    Fixed(f32),
+    /// The decoder's log-variance head.
+    Learned(Linear),
+}
+
 /// M2 with a Gaussian likelihood over feature vectors f [n, F].
 struct GaussianM2 {
     cls_h: Linear,
@@ -80,10 +87,8 @@ struct GaussianM2 {
     enc_lv: Linear,
     dec_h: Linear,
     dec_out: Linear,
-    /// The log-variance head when σ is learned.
-    dec_lv: Option<Linear>,
+    variance: Variance,
     classes: usize,
-    sigma: Option<f32>,
     activation: Activation,
     device: Device,
 }
@@ -112,12 +117,11 @@ impl GaussianM2 {
             enc_lv: Linear::new(h, z, init, rng, device)?,
             dec_h: Linear::new(z + k, h, init, rng, device)?,
             dec_out: Linear::new(h, f_dim, init, rng, device)?,
-            dec_lv: match cfg.sigma {
-                Some(_) => None,
-                None => Some(Linear::new(h, f_dim, init, rng, device)?),
+            variance: match cfg.sigma {
+                Some(sigma) => Variance::Fixed(sigma),
+                None => Variance::Learned(Linear::new(h, f_dim, init, rng, device)?),
             },
             classes,
-            sigma: cfg.sigma,
             activation: cfg.activation,
             device,
         })
@@ -137,10 +141,11 @@ impl GaussianM2 {
             .activation
             .apply(&self.dec_h.forward(&Tensor::concat(&[&z, y], 1)?)?)?;
         let mean = self.dec_out.forward(&dh)?;
-        let nll = match (&self.dec_lv, self.sigma) {
-            (Some(lv_head), _) => mean.gaussian_nll_logvar_rows(f, &lv_head.forward(&dh)?)?,
-            (None, Some(sigma)) => mean.gaussian_nll_rows(f, sigma)?,
-            (None, None) => return Err(Error::invalid("m1m2", "no likelihood variance")),
+        let nll = match &self.variance {
+            Variance::Learned(lv_head) => {
+                mean.gaussian_nll_logvar_rows(f, &lv_head.forward(&dh)?)?
+            }
+            Variance::Fixed(sigma) => mean.gaussian_nll_rows(f, *sigma)?,
         };
         nll.add(&mu.kl_diag_gaussian_rows(&lv)?)?
             .add_scalar((self.classes as f32).ln())
@@ -173,7 +178,7 @@ impl Module for GaussianM2 {
         self.enc_lv.visit(&join(prefix, "enc_lv"), f);
         self.dec_h.visit(&join(prefix, "dec_h"), f);
         self.dec_out.visit(&join(prefix, "dec_out"), f);
-        if let Some(l) = &self.dec_lv {
+        if let Variance::Learned(l) = &self.variance {
             l.visit(&join(prefix, "dec_lv"), f);
         }
     }

@@ -136,12 +136,8 @@ fn broadcast<F: Fn(f32, f32) -> f32 + Sync>(
     }
     // Merged dimensions: `[n, c, h, w] + [1, c, 1, 1]` is walked as `[n, c, h·w]`, so rows are
     // h·w long rather than w.
+    // Not empty: all-1 shapes are equal and were handled above.
     let (od, ls, rs) = simplify(od, &broadcast_strides(ld, od), &broadcast_strides(rd, od));
-    if od.is_empty() {
-        // Every dimension is 1: one element.
-        out[0] = f(lhs[0], rhs[0]);
-        return out;
-    }
     let rank = od.len();
     let inner = od[rank - 1];
     // One output row (all dims but the last) at a time: find both operands' row offsets, then

@@ -28,16 +28,9 @@ use rayon::prelude::*;
 pub struct CpuStorage(pub Vec<f32>);
 
 impl Clone for CpuStorage {
+    /// An identity map: a cached output buffer, filled in parallel.
     fn clone(&self) -> Self {
-        let mut out = pool::for_overwrite(self.0.len());
-        if out.len() < elementwise::PAR_CHUNK {
-            out.copy_from_slice(&self.0);
-        } else {
-            out.par_chunks_mut(elementwise::PAR_CHUNK)
-                .zip(self.0.par_chunks(elementwise::PAR_CHUNK))
-                .for_each(|(o, x)| o.copy_from_slice(x));
-        }
-        CpuStorage(out)
+        CpuStorage(elementwise::map(&self.0, |v| v))
     }
 }
 
