@@ -4,63 +4,99 @@
 //! which forwards to the reference kernels in `backend/cpu/{reparam,gumbel,elbo,mixup}.rs`.
 //!
 //! The methods mirror those CPU functions argument for argument, with `&Self` device buffers in
-//! place of `&[f32]`. Small integer side inputs (labels, mixup partners) and the host-drawn mixup
-//! weights λ stay host slices, as `index_select_rows`' ids do: a device uploads them itself.
-//! Multi-buffer inputs and outputs travel in the small generic structs below, so a device's
-//! implementation names each buffer exactly as the kernel does. The maths of every kernel is in
-//! the doc comment of its CPU twin; the differentiable tensor ops on top live in `crate::vae`.
+//! place of `&[f32]`. Small integer side inputs (labels, mixup partners) and the host-drawn
+//! mixup weights λ stay host slices, as `index_select_rows`' ids do: a device uploads them
+//! itself. Multi-buffer inputs travel in the small structs below, generic over the buffer
+//! (`[f32]` for the CPU reference functions, a device's own buffer type for its kernels), so
+//! every device names each buffer exactly as the kernel does and their argument checks
+//! (`check`) are written once. The maths of every kernel is in the doc comment of its CPU twin;
+//! the differentiable tensor ops on top live in `crate::vae`.
 
+use super::cpu::gumbel::{check_len, numel};
 use super::cpu::{elbo, gumbel, mixup, reparam, CpuStorage};
 use super::BackendStorage;
 use crate::rng::RngKey;
-use crate::Result;
+use crate::{Error, Result};
 
 pub use super::cpu::elbo::{ElboShape, Likelihood};
 pub use super::cpu::mixup::MixupShape;
 
-/// What q(y|x) is for each row of the ELBO (the device-buffer form of
-/// [`elbo::ClassPosterior`]).
+/// A buffer whose length the argument checks below can read: a host slice (the CPU reference
+/// kernels work on `[f32]`) or a device buffer.
+pub trait BufferLen {
+    /// Length in f32 elements.
+    fn buffer_len(&self) -> usize;
+}
+
+impl BufferLen for [f32] {
+    fn buffer_len(&self) -> usize {
+        self.len()
+    }
+}
+
+impl BufferLen for CpuStorage {
+    fn buffer_len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The first label ≥ `k`, as an error.
+pub(crate) fn check_labels(op: &'static str, y: &[u32], k: usize) -> Result<()> {
+    match y.iter().enumerate().find(|(_, &v)| v as usize >= k) {
+        Some((i, &bad)) => Err(Error::invalid(
+            op,
+            format!("label {bad} at row {i} is not below K = {k}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// What q(y|x) is for each row of the ELBO.
 #[derive(Debug)]
-pub enum ClassQ<'a, S> {
+pub enum ClassQ<'a, S: ?Sized> {
     /// Classifier logits c (B×K): q_b = softmax(c_b), marginalised over all K classes.
     Logits(&'a S),
-    /// Known labels y (B, host), each < K: q_b = onehot(y_b).
+    /// Known labels y (B, host), each < K: q_b = onehot(y_b) (the labelled loss).
     Labels(&'a [u32]),
 }
 
-// Derived Clone/Copy would demand S: Clone; the struct only holds references.
-impl<S> Clone for ClassQ<'_, S> {
+// Derived Clone/Copy would demand S: Clone; these types only hold references.
+impl<S: ?Sized> Clone for ClassQ<'_, S> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<S> Copy for ClassQ<'_, S> {}
+impl<S: ?Sized> Copy for ClassQ<'_, S> {}
 
-/// The ELBO kernel's inputs (the device-buffer form of [`elbo::ElboInputs`]).
+/// The ELBO kernel's inputs, as host slices (`S = [f32]`, the CPU reference) or device buffers;
+/// the expected lengths depend on `q` (see `backend/cpu/elbo.rs`).
 #[derive(Debug)]
-pub struct ElboArgs<'a, S> {
-    /// (B·K)×D for `Logits`, B×D for `Labels`.
+pub struct ElboArgs<'a, S: ?Sized> {
+    /// (B·K)×D for `Logits`, B×D for `Labels`: logits (Bernoulli) or means (Gaussian).
     pub decoded: &'a S,
     /// x, B×D.
     pub targets: &'a S,
-    /// B·K for `Logits`, B for `Labels`.
+    /// KL(q(z|x, y) ‖ p(z)): B·K for `Logits`, B for `Labels`.
     pub kl: &'a S,
     /// log p(y = k), K.
     pub log_prior: &'a S,
     pub q: ClassQ<'a, S>,
 }
 
-impl<S> Clone for ElboArgs<'_, S> {
+impl<S: ?Sized> Clone for ElboArgs<'_, S> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<S> Copy for ElboArgs<'_, S> {}
+impl<S: ?Sized> Copy for ElboArgs<'_, S> {}
 
-impl<'a, S> ElboArgs<'a, S> {
+impl<'a, S: ?Sized> ElboArgs<'a, S> {
     /// The same arguments with every buffer converted by `f` (e.g. a device-generic buffer to a
     /// device's own type, failing on a device mismatch).
-    pub fn try_map<T>(&self, f: impl Fn(&'a S) -> Result<&'a T>) -> Result<ElboArgs<'a, T>> {
+    pub fn try_map<T: ?Sized>(
+        &self,
+        f: impl Fn(&'a S) -> Result<&'a T>,
+    ) -> Result<ElboArgs<'a, T>> {
         Ok(ElboArgs {
             decoded: f(self.decoded)?,
             targets: f(self.targets)?,
@@ -74,45 +110,83 @@ impl<'a, S> ElboArgs<'a, S> {
     }
 }
 
-/// The class information mixed by `mixup_build` (the device-buffer form of
-/// [`mixup::ClassTarget`]).
+impl<S: BufferLen + ?Sized> ElboArgs<'_, S> {
+    /// Checks every length against `s` (and labels < K); returns the decoder rows per batch
+    /// row: K (`Logits`) or 1 (`Labels`).
+    pub fn check(&self, op: &'static str, s: ElboShape) -> Result<usize> {
+        let (b, k, d) = (s.batch, s.classes, s.features);
+        if k == 0 || d == 0 {
+            return Err(Error::invalid(
+                op,
+                format!("need at least one class and one feature, got K = {k}, D = {d}"),
+            ));
+        }
+        check_len(
+            op,
+            "targets",
+            self.targets.buffer_len(),
+            numel(op, &[b, d])?,
+        )?;
+        check_len(op, "log_prior", self.log_prior.buffer_len(), k)?;
+        let per_row = match self.q {
+            ClassQ::Logits(c) => {
+                check_len(op, "classifier logits", c.buffer_len(), numel(op, &[b, k])?)?;
+                k
+            }
+            ClassQ::Labels(y) => {
+                check_len(op, "labels", y.len(), b)?;
+                check_labels(op, y, k)?;
+                1
+            }
+        };
+        let decoded = numel(op, &[b, per_row, d])?;
+        check_len(op, "decoded", self.decoded.buffer_len(), decoded)?;
+        check_len(op, "kl", self.kl.buffer_len(), b * per_row)?;
+        Ok(per_row)
+    }
+}
+
+/// The class information mixed by `mixup_build`.
 #[derive(Debug)]
-pub enum MixClass<'a, S> {
+pub enum MixClass<'a, S: ?Sized> {
     /// Detached class probabilities q(y|x), B×K.
     Probs(&'a S),
-    /// Labels, B (host), each < K.
+    /// Labels, B (host), each < K (one-hot targets).
     Labels(&'a [u32]),
 }
 
-impl<S> Clone for MixClass<'_, S> {
+impl<S: ?Sized> Clone for MixClass<'_, S> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<S> Copy for MixClass<'_, S> {}
+impl<S: ?Sized> Copy for MixClass<'_, S> {}
 
-/// What `mixup_build` mixes (the device-buffer form of [`mixup::MixupSources`]).
+/// What `mixup_build` mixes.
 #[derive(Debug)]
-pub struct MixupSrc<'a, S> {
+pub struct MixupSrc<'a, S: ?Sized> {
     /// x, B×D.
     pub x: &'a S,
     pub class: MixClass<'a, S>,
-    /// μ(x), B×Z (Z may be 0).
+    /// μ(x), B×Z (Z may be 0; detached).
     pub mu: &'a S,
-    /// σ(x), B×Z.
+    /// σ(x), B×Z (detached; standard deviations, not log-variances).
     pub sigma: &'a S,
 }
 
-impl<S> Clone for MixupSrc<'_, S> {
+impl<S: ?Sized> Clone for MixupSrc<'_, S> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<S> Copy for MixupSrc<'_, S> {}
+impl<S: ?Sized> Copy for MixupSrc<'_, S> {}
 
-impl<'a, S> MixupSrc<'a, S> {
+impl<'a, S: ?Sized> MixupSrc<'a, S> {
     /// The same sources with every buffer converted by `f`.
-    pub fn try_map<T>(&self, f: impl Fn(&'a S) -> Result<&'a T>) -> Result<MixupSrc<'a, T>> {
+    pub fn try_map<T: ?Sized>(
+        &self,
+        f: impl Fn(&'a S) -> Result<&'a T>,
+    ) -> Result<MixupSrc<'a, T>> {
         Ok(MixupSrc {
             x: f(self.x)?,
             class: match self.class {
@@ -125,9 +199,50 @@ impl<'a, S> MixupSrc<'a, S> {
     }
 }
 
-/// The mixup loss's inputs (the device-buffer form of [`mixup::MixupLossInputs`]).
+impl<S: BufferLen + ?Sized> MixupSrc<'_, S> {
+    /// Checks every length against `s`, partners < B, λ ∈ [0, 1] and labels < K.
+    pub fn check(
+        &self,
+        op: &'static str,
+        s: MixupShape,
+        partner: &[u32],
+        lambda: &[f32],
+    ) -> Result<()> {
+        let (b, d, k, z) = (s.batch, s.features, s.classes, s.latent);
+        check_len(op, "x", self.x.buffer_len(), numel(op, &[b, d])?)?;
+        check_len(op, "mu", self.mu.buffer_len(), numel(op, &[b, z])?)?;
+        check_len(op, "sigma", self.sigma.buffer_len(), b * z)?;
+        check_len(op, "partner", partner.len(), b)?;
+        check_len(op, "lambda", lambda.len(), b)?;
+        if let Some((i, &p)) = partner.iter().enumerate().find(|(_, &p)| p as usize >= b) {
+            return Err(Error::invalid(
+                op,
+                format!("partner {p} of row {i} is not below the batch size {b}"),
+            ));
+        }
+        if let Some((i, &l)) = lambda
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| !(0.0..=1.0).contains(&l))
+        {
+            return Err(Error::invalid(
+                op,
+                format!("lambda {l} of row {i} is not in [0, 1]"),
+            ));
+        }
+        match self.class {
+            MixClass::Probs(q) => check_len(op, "q", q.buffer_len(), numel(op, &[b, k])?),
+            MixClass::Labels(y) => {
+                check_len(op, "labels", y.len(), b)?;
+                check_labels(op, y, k)
+            }
+        }
+    }
+}
+
+/// The mixup loss's inputs.
 #[derive(Debug)]
-pub struct MixupLossArgs<'a, S> {
+pub struct MixupLossArgs<'a, S: ?Sized> {
     /// c̃ = classifier logits on x̃, B×K.
     pub logits: &'a S,
     /// p̃, B×K.
@@ -140,20 +255,23 @@ pub struct MixupLossArgs<'a, S> {
     pub sigma: &'a S,
     /// σ̃, B×Z.
     pub sigma_target: &'a S,
-    /// w, the weight of the squared-W2 term.
+    /// w, the weight of the squared-W2 term (1 for the plain loss).
     pub latent_weight: f32,
 }
 
-impl<S> Clone for MixupLossArgs<'_, S> {
+impl<S: ?Sized> Clone for MixupLossArgs<'_, S> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<S> Copy for MixupLossArgs<'_, S> {}
+impl<S: ?Sized> Copy for MixupLossArgs<'_, S> {}
 
-impl<'a, S> MixupLossArgs<'a, S> {
+impl<'a, S: ?Sized> MixupLossArgs<'a, S> {
     /// The same arguments with every buffer converted by `f`.
-    pub fn try_map<T>(&self, f: impl Fn(&'a S) -> Result<&'a T>) -> Result<MixupLossArgs<'a, T>> {
+    pub fn try_map<T: ?Sized>(
+        &self,
+        f: impl Fn(&'a S) -> Result<&'a T>,
+    ) -> Result<MixupLossArgs<'a, T>> {
         Ok(MixupLossArgs {
             logits: f(self.logits)?,
             p: f(self.p)?,
@@ -163,6 +281,30 @@ impl<'a, S> MixupLossArgs<'a, S> {
             sigma_target: f(self.sigma_target)?,
             latent_weight: self.latent_weight,
         })
+    }
+}
+
+impl<S: BufferLen + ?Sized> MixupLossArgs<'_, S> {
+    /// Checks every length against `s`, a class, and a finite `latent_weight`.
+    pub fn check(&self, op: &'static str, s: MixupShape) -> Result<()> {
+        let (b, k, z) = (s.batch, s.classes, s.latent);
+        if k == 0 {
+            return Err(Error::invalid(op, "a categorical needs at least one class"));
+        }
+        if !self.latent_weight.is_finite() {
+            return Err(Error::invalid(
+                op,
+                format!("latent_weight must be finite, got {}", self.latent_weight),
+            ));
+        }
+        let bk = numel(op, &[b, k])?;
+        let bz = numel(op, &[b, z])?;
+        check_len(op, "logits", self.logits.buffer_len(), bk)?;
+        check_len(op, "p", self.p.buffer_len(), bk)?;
+        check_len(op, "mu", self.mu.buffer_len(), bz)?;
+        check_len(op, "mu_target", self.mu_target.buffer_len(), bz)?;
+        check_len(op, "sigma", self.sigma.buffer_len(), bz)?;
+        check_len(op, "sigma_target", self.sigma_target.buffer_len(), bz)
     }
 }
 
@@ -377,33 +519,9 @@ pub trait VaeKernels: BackendStorage {
     ) -> Result<MixupLossGrad<Self>>;
 }
 
-impl<'a> ElboArgs<'a, CpuStorage> {
-    fn host(&self) -> elbo::ElboInputs<'a> {
-        elbo::ElboInputs {
-            decoded: &self.decoded.0,
-            targets: &self.targets.0,
-            kl: &self.kl.0,
-            log_prior: &self.log_prior.0,
-            q: match self.q {
-                ClassQ::Logits(c) => elbo::ClassPosterior::Logits(&c.0),
-                ClassQ::Labels(y) => elbo::ClassPosterior::Labels(y),
-            },
-        }
-    }
-}
-
-impl<'a> MixupLossArgs<'a, CpuStorage> {
-    fn host(&self) -> mixup::MixupLossInputs<'a> {
-        mixup::MixupLossInputs {
-            logits: &self.logits.0,
-            p: &self.p.0,
-            mu: &self.mu.0,
-            mu_target: &self.mu_target.0,
-            sigma: &self.sigma.0,
-            sigma_target: &self.sigma_target.0,
-            latent_weight: self.latent_weight,
-        }
-    }
+/// A CPU buffer's host slice (for `try_map` into the reference kernels' arguments).
+fn host(s: &CpuStorage) -> Result<&[f32]> {
+    Ok(&s.0)
 }
 
 impl VaeKernels for CpuStorage {
@@ -538,7 +656,7 @@ impl VaeKernels for CpuStorage {
         s: ElboShape,
         inp: &ElboArgs<'_, Self>,
     ) -> Result<ElboOut<Self>> {
-        let f = elbo::elbo_marginal_forward(likelihood, s, &inp.host())?;
+        let f = elbo::elbo_marginal_forward(likelihood, s, &inp.try_map(host)?)?;
         Ok(ElboOut {
             loss: f.loss,
             nll: f.nll,
@@ -553,7 +671,7 @@ impl VaeKernels for CpuStorage {
         nll: &Self,
         grad: &Self,
     ) -> Result<ElboGrad<Self>> {
-        let g = elbo::elbo_marginal_backward(likelihood, s, &inp.host(), &nll.0, &grad.0)?;
+        let g = elbo::elbo_marginal_backward(likelihood, s, &inp.try_map(host)?, &nll.0, &grad.0)?;
         Ok(ElboGrad {
             d_decoded: g.d_decoded,
             d_kl: g.d_kl,
@@ -568,16 +686,7 @@ impl VaeKernels for CpuStorage {
         partner: &[u32],
         lambda: &[f32],
     ) -> Result<MixupOut<Self>> {
-        let host = mixup::MixupSources {
-            x: &src.x.0,
-            class: match src.class {
-                MixClass::Probs(q) => mixup::ClassTarget::Probs(&q.0),
-                MixClass::Labels(y) => mixup::ClassTarget::Labels(y),
-            },
-            mu: &src.mu.0,
-            sigma: &src.sigma.0,
-        };
-        let t = mixup::mixup_build(s, &host, partner, lambda)?;
+        let t = mixup::mixup_build(s, &src.try_map(host)?, partner, lambda)?;
         Ok(MixupOut {
             x: t.x,
             p: t.p,
@@ -588,7 +697,10 @@ impl VaeKernels for CpuStorage {
     }
 
     fn mixup_loss_forward(s: MixupShape, inp: &MixupLossArgs<'_, Self>) -> Result<Self> {
-        Ok(CpuStorage(mixup::mixup_loss_forward(s, &inp.host())?))
+        Ok(CpuStorage(mixup::mixup_loss_forward(
+            s,
+            &inp.try_map(host)?,
+        )?))
     }
 
     fn mixup_loss_backward(
@@ -596,7 +708,7 @@ impl VaeKernels for CpuStorage {
         inp: &MixupLossArgs<'_, Self>,
         grad: &Self,
     ) -> Result<MixupLossGrad<Self>> {
-        let g = mixup::mixup_loss_backward(s, &inp.host(), &grad.0)?;
+        let g = mixup::mixup_loss_backward(s, &inp.try_map(host)?, &grad.0)?;
         Ok(MixupLossGrad {
             d_logits: g.d_logits,
             d_mu: g.d_mu,

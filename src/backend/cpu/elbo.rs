@@ -50,7 +50,8 @@ use super::math::{exp, sigmoid};
 use super::pool;
 use rayon::prelude::*;
 
-use super::gumbel::{check_len, log_softmax_row, numel, rows_per_task};
+use super::gumbel::{check_len, log_softmax_row, rows_per_task};
+use crate::backend::vae::{ClassQ, ElboArgs};
 use crate::{Error, Result};
 
 /// The per-element likelihood p(x | decoder output).
@@ -62,35 +63,12 @@ pub enum Likelihood {
     Gaussian { sigma: f32 },
 }
 
-/// What q(y|x) is for each row.
-#[derive(Clone, Copy, Debug)]
-pub enum ClassPosterior<'a> {
-    /// Classifier logits c (B×K): q_b = softmax(c_b), marginalised over all K classes.
-    Logits(&'a [f32]),
-    /// Known labels y (B), each < K: q_b = onehot(y_b) (the labelled loss).
-    Labels(&'a [u32]),
-}
-
 /// Sizes: B rows, K classes, D features.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ElboShape {
     pub batch: usize,
     pub classes: usize,
     pub features: usize,
-}
-
-/// The op's inputs; the expected lengths depend on `q` (see the module docs).
-#[derive(Clone, Copy, Debug)]
-pub struct ElboInputs<'a> {
-    /// (B·K)×D for `Logits`, B×D for `Labels`: logits (Bernoulli) or means (Gaussian).
-    pub decoded: &'a [f32],
-    /// x, B×D.
-    pub targets: &'a [f32],
-    /// KL(q(z|x, y) ‖ p(z)): B·K for `Logits`, B for `Labels`.
-    pub kl: &'a [f32],
-    /// log p(y = k), K.
-    pub log_prior: &'a [f32],
-    pub q: ClassPosterior<'a>,
 }
 
 /// Outputs of [`elbo_marginal_forward`].
@@ -171,44 +149,6 @@ fn row_nll(lik: Lik, o: &[f32], x: &[f32]) -> f32 {
         .sum::<f64>() as f32
 }
 
-/// Rows of the decoder output per batch row: K (marginal) or 1 (labelled).
-fn check_inputs(op: &'static str, s: ElboShape, inp: &ElboInputs) -> Result<usize> {
-    let (b, k, d) = (s.batch, s.classes, s.features);
-    if k == 0 || d == 0 {
-        return Err(Error::invalid(
-            op,
-            format!("need at least one class and one feature, got K = {k}, D = {d}"),
-        ));
-    }
-    let bd = numel(op, &[b, d])?;
-    check_len(op, "targets", inp.targets.len(), bd)?;
-    check_len(op, "log_prior", inp.log_prior.len(), k)?;
-    let per_row = match inp.q {
-        ClassPosterior::Logits(c) => {
-            check_len(op, "classifier logits", c.len(), numel(op, &[b, k])?)?;
-            k
-        }
-        ClassPosterior::Labels(y) => {
-            check_len(op, "labels", y.len(), b)?;
-            if let Some((i, &bad)) = y.iter().enumerate().find(|(_, &v)| v as usize >= k) {
-                return Err(Error::invalid(
-                    op,
-                    format!("label {bad} at row {i} is not below K = {k}"),
-                ));
-            }
-            1
-        }
-    };
-    check_len(
-        op,
-        "decoded",
-        inp.decoded.len(),
-        numel(op, &[b, per_row, d])?,
-    )?;
-    check_len(op, "kl", inp.kl.len(), b * per_row)?;
-    Ok(per_row)
-}
-
 /// Σ_k q_k a_k with a_k = ℓ_k + log q_k written into `a` (log q given in `a` on entry);
 /// terms with q_k = 0 contribute 0.
 #[inline]
@@ -225,16 +165,16 @@ fn marginal_row(nll: &[f32], kl: &[f32], log_prior: &[f32], a: &mut [f32]) -> f3
     u
 }
 
-/// The per-row negative ELBO: U_b (marginalised over classes, `ClassPosterior::Logits`) or L_b
-/// (`ClassPosterior::Labels`), plus the per-(b, k) reconstruction nll the backward needs.
+/// The per-row negative ELBO: U_b (marginalised over classes, `ClassQ::Logits`) or L_b
+/// (`ClassQ::Labels`), plus the per-(b, k) reconstruction nll the backward needs.
 pub fn elbo_marginal_forward(
     likelihood: Likelihood,
     s: ElboShape,
-    inp: &ElboInputs,
+    inp: &ElboArgs<[f32]>,
 ) -> Result<ElboForward> {
     let op = "elbo_marginal_forward";
     let lik = Lik::new(op, likelihood)?;
-    let per_row = check_inputs(op, s, inp)?;
+    let per_row = inp.check(op, s)?;
     let (b, k, d) = (s.batch, s.classes, s.features);
     let mut loss = pool::zeros(b);
     let mut nll = pool::zeros(b * per_row);
@@ -249,8 +189,8 @@ pub fn elbo_marginal_forward(
                 *n = row_nll(lik, &dec[j * d..(j + 1) * d], x);
             }
             *u = match inp.q {
-                ClassPosterior::Labels(y) => nr[0] + inp.kl[r] - inp.log_prior[y[r] as usize],
-                ClassPosterior::Logits(c) => {
+                ClassQ::Labels(y) => nr[0] + inp.kl[r] - inp.log_prior[y[r] as usize],
+                ClassQ::Logits(c) => {
                     let mut a = vec![0.0f32; k];
                     log_softmax_row(&c[r * k..(r + 1) * k], &mut a);
                     marginal_row(nr, &inp.kl[r * k..(r + 1) * k], inp.log_prior, &mut a)
@@ -265,25 +205,25 @@ pub fn elbo_marginal_forward(
 pub fn elbo_marginal_backward(
     likelihood: Likelihood,
     s: ElboShape,
-    inp: &ElboInputs,
+    inp: &ElboArgs<[f32]>,
     nll: &[f32],
     grad: &[f32],
 ) -> Result<ElboGrads> {
     let op = "elbo_marginal_backward";
     let lik = Lik::new(op, likelihood)?;
-    let per_row = check_inputs(op, s, inp)?;
+    let per_row = inp.check(op, s)?;
     let (b, k, d) = (s.batch, s.classes, s.features);
     check_len(op, "nll", nll.len(), b * per_row)?;
     check_len(op, "grad", grad.len(), b)?;
     let mut d_decoded = pool::zeros(inp.decoded.len());
     let mut d_kl = pool::zeros(b * per_row);
     let mut d_logits = match inp.q {
-        ClassPosterior::Logits(_) => pool::zeros(b * k),
-        ClassPosterior::Labels(_) => Vec::new(),
+        ClassQ::Logits(_) => pool::zeros(b * k),
+        ClassQ::Labels(_) => Vec::new(),
     };
     let tasks = rows_per_task(per_row * d);
     match inp.q {
-        ClassPosterior::Labels(_) => {
+        ClassQ::Labels(_) => {
             d_decoded
                 .par_chunks_mut(d)
                 .zip(d_kl.par_iter_mut())
@@ -297,7 +237,7 @@ pub fn elbo_marginal_backward(
                     }
                 });
         }
-        ClassPosterior::Logits(c) => {
+        ClassQ::Logits(c) => {
             d_decoded
                 .par_chunks_mut(k * d)
                 .zip(d_kl.par_chunks_mut(k))
@@ -336,8 +276,8 @@ pub fn elbo_marginal_backward(
         d_decoded,
         d_kl,
         d_logits: match inp.q {
-            ClassPosterior::Logits(_) => Some(d_logits),
-            ClassPosterior::Labels(_) => None,
+            ClassQ::Logits(_) => Some(d_logits),
+            ClassQ::Labels(_) => None,
         },
     })
 }
@@ -450,13 +390,13 @@ mod tests {
                 features: self.d,
             }
         }
-        fn inputs(&self) -> ElboInputs<'_> {
-            ElboInputs {
+        fn inputs(&self) -> ElboArgs<'_, [f32]> {
+            ElboArgs {
                 decoded: &self.dec,
                 targets: &self.x,
                 kl: &self.kl,
                 log_prior: &self.lp,
-                q: ClassPosterior::Logits(&self.c),
+                q: ClassQ::Logits(&self.c),
             }
         }
         fn reference(&self, lik: Likelihood) -> Vec<f64> {
@@ -569,12 +509,12 @@ mod tests {
             let p = problem(4, 5, 3, 6, 1.5);
             let y = [2u32, 0, 1, 1, 2];
             let (dec, kl) = labelled_slices(&p, &y);
-            let inp = ElboInputs {
+            let inp: ElboArgs<[f32]> = ElboArgs {
                 decoded: &dec,
                 targets: &p.x,
                 kl: &kl,
                 log_prior: &p.lp,
-                q: ClassPosterior::Labels(&y),
+                q: ClassQ::Labels(&y),
             };
             let f = elbo_marginal_forward(lik, p.shape(), &inp).unwrap();
             let want = labelled_reference(lik, &p, &y);
@@ -615,12 +555,12 @@ mod tests {
             }
             let m = elbo_marginal_forward(lik, p.shape(), &p.inputs()).unwrap();
             let (dec, kl) = labelled_slices(&p, &y);
-            let inp = ElboInputs {
+            let inp: ElboArgs<[f32]> = ElboArgs {
                 decoded: &dec,
                 targets: &p.x,
                 kl: &kl,
                 log_prior: &p.lp,
-                q: ClassPosterior::Labels(&y),
+                q: ClassQ::Labels(&y),
             };
             let l = elbo_marginal_forward(lik, p.shape(), &inp).unwrap();
             for r in 0..p.b {
@@ -727,7 +667,7 @@ mod tests {
         assert!(elbo_marginal_forward(g, s, &p.inputs()).is_err());
         let y = [0u32, 3];
         let mut inp = p.inputs();
-        inp.q = ClassPosterior::Labels(&y);
+        inp.q = ClassQ::Labels(&y);
         inp.decoded = &p.dec[..8];
         inp.kl = &p.kl[..2];
         assert!(elbo_marginal_forward(Likelihood::Bernoulli, s, &inp).is_err()); // label 3 ≥ K

@@ -32,6 +32,7 @@ use super::pool;
 use rayon::prelude::*;
 
 use super::gumbel::{check_len, log_softmax_row, numel, rows_per_task};
+use crate::backend::vae::{MixClass, MixupLossArgs, MixupSrc};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -42,27 +43,6 @@ pub struct MixupShape {
     pub features: usize,
     pub classes: usize,
     pub latent: usize,
-}
-
-/// The class information of each row to be mixed.
-#[derive(Clone, Copy, Debug)]
-pub enum ClassTarget<'a> {
-    /// Detached class probabilities q(y|x), B×K.
-    Probs(&'a [f32]),
-    /// Labels, B, each < K (one-hot targets).
-    Labels(&'a [u32]),
-}
-
-/// What [`mixup_build`] mixes.
-#[derive(Clone, Copy, Debug)]
-pub struct MixupSources<'a> {
-    /// x, B×D.
-    pub x: &'a [f32],
-    pub class: ClassTarget<'a>,
-    /// μ(x), B×Z (detached).
-    pub mu: &'a [f32],
-    /// σ(x), B×Z (detached; standard deviations, not log-variances).
-    pub sigma: &'a [f32],
 }
 
 /// Outputs of [`mixup_build`].
@@ -76,25 +56,6 @@ pub struct MixupTargets {
     pub mu: Vec<f32>,
     /// σ̃, B×Z.
     pub sigma: Vec<f32>,
-}
-
-/// Inputs of [`mixup_loss_forward`] / [`mixup_loss_backward`].
-#[derive(Clone, Copy, Debug)]
-pub struct MixupLossInputs<'a> {
-    /// c̃ = classifier logits on x̃, B×K.
-    pub logits: &'a [f32],
-    /// p̃, B×K.
-    pub p: &'a [f32],
-    /// μ(x̃), B×Z.
-    pub mu: &'a [f32],
-    /// μ̃, B×Z.
-    pub mu_target: &'a [f32],
-    /// σ(x̃), B×Z.
-    pub sigma: &'a [f32],
-    /// σ̃, B×Z.
-    pub sigma_target: &'a [f32],
-    /// w, the weight of the squared-W2 term (1 for the plain loss).
-    pub latent_weight: f32,
 }
 
 /// Gradients of [`mixup_loss_backward`].
@@ -136,47 +97,17 @@ fn mix_rows(src: &[f32], cols: usize, partner: &[u32], lambda: &[f32]) -> Vec<f3
 /// [0, 1]). See the module docs.
 pub fn mixup_build(
     s: MixupShape,
-    src: &MixupSources,
+    src: &MixupSrc<[f32]>,
     partner: &[u32],
     lambda: &[f32],
 ) -> Result<MixupTargets> {
     let op = "mixup_build";
+    src.check(op, s, partner, lambda)?;
     let (b, d, k, z) = (s.batch, s.features, s.classes, s.latent);
-    check_len(op, "x", src.x.len(), numel(op, &[b, d])?)?;
-    check_len(op, "mu", src.mu.len(), numel(op, &[b, z])?)?;
-    check_len(op, "sigma", src.sigma.len(), b * z)?;
-    check_len(op, "partner", partner.len(), b)?;
-    check_len(op, "lambda", lambda.len(), b)?;
-    if let Some((i, &p)) = partner.iter().enumerate().find(|(_, &p)| p as usize >= b) {
-        return Err(Error::invalid(
-            op,
-            format!("partner {p} of row {i} is not below the batch size {b}"),
-        ));
-    }
-    if let Some((i, &l)) = lambda
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| !(0.0..=1.0).contains(&l))
-    {
-        return Err(Error::invalid(
-            op,
-            format!("lambda {l} of row {i} is not in [0, 1]"),
-        ));
-    }
     let bk = numel(op, &[b, k])?;
     let p = match src.class {
-        ClassTarget::Probs(q) => {
-            check_len(op, "q", q.len(), bk)?;
-            mix_rows(q, k, partner, lambda)
-        }
-        ClassTarget::Labels(y) => {
-            check_len(op, "labels", y.len(), b)?;
-            if let Some((i, &bad)) = y.iter().enumerate().find(|(_, &v)| v as usize >= k) {
-                return Err(Error::invalid(
-                    op,
-                    format!("label {bad} at row {i} is not below K = {k}"),
-                ));
-            }
+        MixClass::Probs(q) => mix_rows(q, k, partner, lambda),
+        MixClass::Labels(y) => {
             let mut p = pool::zeros(bk);
             if k > 0 {
                 p.par_chunks_mut(k)
@@ -203,27 +134,6 @@ pub fn mixup_build(
     })
 }
 
-fn check_loss_inputs(op: &'static str, s: MixupShape, inp: &MixupLossInputs) -> Result<()> {
-    let (b, k, z) = (s.batch, s.classes, s.latent);
-    if k == 0 {
-        return Err(Error::invalid(op, "a categorical needs at least one class"));
-    }
-    if !inp.latent_weight.is_finite() {
-        return Err(Error::invalid(
-            op,
-            format!("latent_weight must be finite, got {}", inp.latent_weight),
-        ));
-    }
-    let bk = numel(op, &[b, k])?;
-    let bz = numel(op, &[b, z])?;
-    check_len(op, "logits", inp.logits.len(), bk)?;
-    check_len(op, "p", inp.p.len(), bk)?;
-    check_len(op, "mu", inp.mu.len(), bz)?;
-    check_len(op, "mu_target", inp.mu_target.len(), bz)?;
-    check_len(op, "sigma", inp.sigma.len(), bz)?;
-    check_len(op, "sigma_target", inp.sigma_target.len(), bz)
-}
-
 /// CE(softmax(c), p) of one row with log q in `lq`; classes with p_k = 0 contribute 0.
 #[inline]
 fn cross_entropy(lq: &[f32], p: &[f32]) -> f32 {
@@ -241,9 +151,9 @@ fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
 
 /// Per-row J_b = CE(softmax(c̃_b), p̃_b) + w (‖μ(x̃)_b − μ̃_b‖² + ‖σ(x̃)_b − σ̃_b‖²) (B values);
 /// `s.features` is not used.
-pub fn mixup_loss_forward(s: MixupShape, inp: &MixupLossInputs) -> Result<Vec<f32>> {
+pub fn mixup_loss_forward(s: MixupShape, inp: &MixupLossArgs<[f32]>) -> Result<Vec<f32>> {
     let op = "mixup_loss_forward";
-    check_loss_inputs(op, s, inp)?;
+    inp.check(op, s)?;
     let (k, z) = (s.classes, s.latent);
     let mut loss = pool::zeros(s.batch);
     loss.par_iter_mut()
@@ -264,11 +174,11 @@ pub fn mixup_loss_forward(s: MixupShape, inp: &MixupLossInputs) -> Result<Vec<f3
 /// dc̃ = g (softmax(c̃) Σp̃ − p̃), dμ = 2wg (μ − μ̃), dσ = 2wg (σ − σ̃) given g (B).
 pub fn mixup_loss_backward(
     s: MixupShape,
-    inp: &MixupLossInputs,
+    inp: &MixupLossArgs<[f32]>,
     grad: &[f32],
 ) -> Result<MixupLossGrads> {
     let op = "mixup_loss_backward";
-    check_loss_inputs(op, s, inp)?;
+    inp.check(op, s)?;
     check_len(op, "grad", grad.len(), s.batch)?;
     let (k, z) = (s.classes, s.latent);
     let mut d_logits = pool::zeros(s.batch * k);
@@ -381,10 +291,10 @@ mod tests {
     }
 
     impl Data {
-        fn sources(&self) -> MixupSources<'_> {
-            MixupSources {
+        fn sources(&self) -> MixupSrc<'_, [f32]> {
+            MixupSrc {
                 x: &self.x,
-                class: ClassTarget::Probs(&self.q),
+                class: MixClass::Probs(&self.q),
                 mu: &self.mu,
                 sigma: &self.sigma,
             }
@@ -453,9 +363,9 @@ mod tests {
         let y = [0u32, 2, 1, 2];
         let perm = [1u32, 0, 3, 2];
         let lam = [0.25f32, 0.25, 1.0, 0.6];
-        let src = MixupSources {
+        let src: MixupSrc<[f32]> = MixupSrc {
             x: &x,
-            class: ClassTarget::Labels(&y),
+            class: MixClass::Labels(&y),
             mu: &[],
             sigma: &[],
         };
@@ -474,7 +384,7 @@ mod tests {
         // the labelled CE is λ CE(q, y_b) + (1 − λ) CE(q, y_π(b))
         let mut rng = Rng::new(4, 0);
         let c = normals(&mut rng, 12, 1.0);
-        let inp = MixupLossInputs {
+        let inp: MixupLossArgs<[f32]> = MixupLossArgs {
             logits: &c,
             p: &t.p,
             mu: &[],
@@ -539,7 +449,7 @@ mod tests {
         let g = normals(&mut rng, 5, 1.0);
         let f64s = |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| x as f64).collect() };
         for w in [1.0f32, 0.3] {
-            let inp = MixupLossInputs {
+            let inp: MixupLossArgs<[f32]> = MixupLossArgs {
                 logits: &c,
                 p: &p,
                 mu: &mu,
@@ -584,7 +494,7 @@ mod tests {
     fn loss_edge_cases() {
         // K = 1: CE = −p·0 = 0 for a normalised target, gradient 0.
         let s = shape(2, 0, 1, 0);
-        let inp = MixupLossInputs {
+        let inp: MixupLossArgs<[f32]> = MixupLossArgs {
             logits: &[5.0, -3.0],
             p: &[1.0, 1.0],
             mu: &[],
@@ -600,7 +510,7 @@ mod tests {
         let s = shape(2, 0, 3, 0);
         let logits = [100.0, -100.0, -100.0, 100.0, -100.0, -100.0];
         let p = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
-        let inp = MixupLossInputs {
+        let inp: MixupLossArgs<[f32]> = MixupLossArgs {
             logits: &logits,
             p: &p,
             ..inp
@@ -612,9 +522,9 @@ mod tests {
         assert!((g.d_logits[3] - 1.0).abs() < 1e-6 && (g.d_logits[4] + 1.0).abs() < 1e-6);
         // B = 1, D = 1, Z = 1 build with λ = 0.5 and self-partner: unchanged.
         let s = shape(1, 1, 2, 1);
-        let src = MixupSources {
+        let src: MixupSrc<[f32]> = MixupSrc {
             x: &[0.3],
-            class: ClassTarget::Probs(&[0.2, 0.8]),
+            class: MixClass::Probs(&[0.2, 0.8]),
             mu: &[1.5],
             sigma: &[0.4],
         };
@@ -628,21 +538,21 @@ mod tests {
     #[test]
     fn bad_arguments_are_errors() {
         let s = shape(2, 1, 2, 1);
-        let src = MixupSources {
+        let src: MixupSrc<[f32]> = MixupSrc {
             x: &[0.0, 1.0],
-            class: ClassTarget::Probs(&[0.5; 4]),
+            class: MixClass::Probs(&[0.5; 4]),
             mu: &[0.0; 2],
             sigma: &[1.0; 2],
         };
         assert!(mixup_build(s, &src, &[0, 2], &[0.5, 0.5]).is_err()); // partner ≥ B
         assert!(mixup_build(s, &src, &[0, 1], &[0.5, 1.5]).is_err()); // λ ∉ [0, 1]
         assert!(mixup_build(s, &src, &[0, 1], &[0.5]).is_err());
-        let bad = MixupSources {
-            class: ClassTarget::Labels(&[0, 2]),
+        let bad: MixupSrc<[f32]> = MixupSrc {
+            class: MixClass::Labels(&[0, 2]),
             ..src
         };
         assert!(mixup_build(s, &bad, &[0, 1], &[0.5, 0.5]).is_err()); // label ≥ K
-        let inp = MixupLossInputs {
+        let inp: MixupLossArgs<[f32]> = MixupLossArgs {
             logits: &[0.0; 3],
             p: &[0.5; 4],
             mu: &[0.0; 2],
@@ -652,7 +562,7 @@ mod tests {
             latent_weight: 1.0,
         };
         assert!(mixup_loss_forward(s, &inp).is_err());
-        let inp = MixupLossInputs {
+        let inp: MixupLossArgs<[f32]> = MixupLossArgs {
             logits: &[0.0; 4],
             ..inp
         };

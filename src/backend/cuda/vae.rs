@@ -31,9 +31,9 @@ use super::runtime::{launch, CudaRuntime};
 use super::{grid_1d, to_i32, CudaStorage};
 use crate::backend::cpu::gumbel::{check_len, numel};
 use crate::backend::vae::{
-    ClassQ, ElboArgs, ElboGrad, ElboOut, ElboShape, GaussianKlGrad, Likelihood, MixClass,
-    MixupLossArgs, MixupLossGrad, MixupOut, MixupShape, MixupSrc, ReparamGrad, ReparamOut,
-    VaeKernels,
+    BufferLen, ClassQ, ElboArgs, ElboGrad, ElboOut, ElboShape, GaussianKlGrad, Likelihood,
+    MixClass, MixupLossArgs, MixupLossGrad, MixupOut, MixupShape, MixupSrc, ReparamGrad,
+    ReparamOut, VaeKernels,
 };
 use crate::rng::RngKey;
 use crate::{Error, Result};
@@ -113,17 +113,6 @@ fn likelihood_args(op: &'static str, l: Likelihood) -> Result<(i32, f32)> {
     }
 }
 
-/// The first label ≥ `k`, as an error.
-fn check_labels(op: &'static str, y: &[u32], k: usize) -> Result<()> {
-    match y.iter().enumerate().find(|(_, &v)| v as usize >= k) {
-        Some((i, &bad)) => Err(Error::invalid(
-            op,
-            format!("label {bad} at row {i} is not below K = {k}"),
-        )),
-        None => Ok(()),
-    }
-}
-
 /// A categorical needs a class and a finite temperature τ > 0 (gumbel.rs's checks).
 fn check_gumbel(op: &'static str, logits: &CudaStorage, rows: usize, cols: usize) -> Result<usize> {
     if cols == 0 {
@@ -144,66 +133,35 @@ fn check_tau(op: &'static str, tau: f32) -> Result<()> {
     Ok(())
 }
 
-/// The ELBO's argument checks (elbo.rs's `check_inputs`): returns the decoder rows per batch row,
-/// K (`Logits`) or 1 (`Labels`).
+/// The ELBO's argument checks (shared with the CPU twin) plus one device for every buffer;
+/// returns the decoder rows per batch row, K (`Logits`) or 1 (`Labels`).
 fn check_elbo(op: &'static str, s: ElboShape, inp: &ElboArgs<'_, CudaStorage>) -> Result<usize> {
-    let (b, k, d) = (s.batch, s.classes, s.features);
-    if k == 0 || d == 0 {
-        return Err(Error::invalid(
-            op,
-            format!("need at least one class and one feature, got K = {k}, D = {d}"),
-        ));
+    let per_row = inp.check(op, s)?;
+    if let ClassQ::Logits(c) = inp.q {
+        inp.decoded.same_device(op, c)?;
     }
-    let bd = numel(op, &[b, d])?;
-    check_len(op, "targets", inp.targets.len, bd)?;
-    check_len(op, "log_prior", inp.log_prior.len, k)?;
-    let per_row = match inp.q {
-        ClassQ::Logits(c) => {
-            check_len(op, "classifier logits", c.len, numel(op, &[b, k])?)?;
-            inp.decoded.same_device(op, c)?;
-            k
-        }
-        ClassQ::Labels(y) => {
-            check_len(op, "labels", y.len(), b)?;
-            check_labels(op, y, k)?;
-            1
-        }
-    };
-    check_len(op, "decoded", inp.decoded.len, numel(op, &[b, per_row, d])?)?;
-    check_len(op, "kl", inp.kl.len, b * per_row)?;
     same_device(op, inp.decoded, &[inp.targets, inp.kl, inp.log_prior])?;
     Ok(per_row)
 }
 
-/// The mixup loss's argument checks (mixup.rs's `check_loss_inputs`).
+/// The mixup loss's argument checks (shared with the CPU twin) plus one device for every buffer.
 fn check_mixup_loss(
     op: &'static str,
     s: MixupShape,
     inp: &MixupLossArgs<'_, CudaStorage>,
 ) -> Result<()> {
-    let (b, k, z) = (s.batch, s.classes, s.latent);
-    if k == 0 {
-        return Err(Error::invalid(op, "a categorical needs at least one class"));
-    }
-    if !inp.latent_weight.is_finite() {
-        return Err(Error::invalid(
-            op,
-            format!("latent_weight must be finite, got {}", inp.latent_weight),
-        ));
-    }
-    let bk = numel(op, &[b, k])?;
-    let bz = numel(op, &[b, z])?;
-    check_len(op, "logits", inp.logits.len, bk)?;
-    check_len(op, "p", inp.p.len, bk)?;
-    check_len(op, "mu", inp.mu.len, bz)?;
-    check_len(op, "mu_target", inp.mu_target.len, bz)?;
-    check_len(op, "sigma", inp.sigma.len, bz)?;
-    check_len(op, "sigma_target", inp.sigma_target.len, bz)?;
+    inp.check(op, s)?;
     same_device(
         op,
         inp.logits,
         &[inp.p, inp.mu, inp.mu_target, inp.sigma, inp.sigma_target],
     )
+}
+
+impl BufferLen for CudaStorage {
+    fn buffer_len(&self) -> usize {
+        self.len
+    }
 }
 
 /// `n` uninitialised f32 on `rt`.
@@ -723,41 +681,16 @@ impl VaeKernels for CudaStorage {
         lambda: &[f32],
     ) -> Result<MixupOut<Self>> {
         const OP: &str = "mixup_build";
+        src.check(OP, s, partner, lambda)?;
         let (b, d, k, z) = (s.batch, s.features, s.classes, s.latent);
-        check_len(OP, "x", src.x.len, numel(OP, &[b, d])?)?;
-        check_len(OP, "mu", src.mu.len, numel(OP, &[b, z])?)?;
-        check_len(OP, "sigma", src.sigma.len, b * z)?;
-        check_len(OP, "partner", partner.len(), b)?;
-        check_len(OP, "lambda", lambda.len(), b)?;
-        if let Some((i, &p)) = partner.iter().enumerate().find(|(_, &p)| p as usize >= b) {
-            return Err(Error::invalid(
-                OP,
-                format!("partner {p} of row {i} is not below the batch size {b}"),
-            ));
-        }
-        if let Some((i, &l)) = lambda
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| !(0.0..=1.0).contains(&l))
-        {
-            return Err(Error::invalid(
-                OP,
-                format!("lambda {l} of row {i} is not in [0, 1]"),
-            ));
-        }
         let bk = numel(OP, &[b, k])?;
         same_device(OP, src.x, &[src.mu, src.sigma])?;
         let labels = match src.class {
             MixClass::Probs(q) => {
-                check_len(OP, "q", q.len, bk)?;
                 src.x.same_device(OP, q)?;
                 None
             }
-            MixClass::Labels(y) => {
-                check_len(OP, "labels", y.len(), b)?;
-                check_labels(OP, y, k)?;
-                Some(y)
-            }
+            MixClass::Labels(y) => Some(y),
         };
         let [bi, di, ki, zi] = dims(
             OP,
@@ -963,8 +896,6 @@ mod tests {
         for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
             assert!(likelihood_args("t", Likelihood::Gaussian { sigma: bad }).is_err());
         }
-        assert!(check_labels("t", &[0, 2, 1], 3).is_ok());
-        assert!(check_labels("t", &[0, 3], 3).is_err());
         assert!(check_tau("t", 0.5).is_ok());
         assert!(check_tau("t", 0.0).is_err());
         assert!(check_tau("t", f32::NAN).is_err());
