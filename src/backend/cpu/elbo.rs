@@ -43,10 +43,11 @@
 //! ## One pass
 //! The forward reads every decoder output once and writes only nll (B·K, saved for the
 //! backward) and U (B): no (B·K)×D intermediate. The backward recomputes log q from c and
-//! a_k from the saved nll, and writes dL in a single pass. Per-row sums accumulate in f64 here
-//! (each element's term is computed in f32, as in the kernel).
+//! a_k from the saved nll, and writes dL in a single pass. Per-row sums accumulate in f32 over
+//! 16 interleaved lanes (`math::sum_zip`), so the loop vectorises; the kernel's per-thread f32
+//! partial sums and warp tree are another order of the same f32 sum.
 
-use super::math::{exp, sigmoid};
+use super::math::{sigmoid, softplus, sum_zip};
 use super::pool;
 use rayon::prelude::*;
 
@@ -122,7 +123,7 @@ impl Lik {
     #[inline]
     fn nll(self, o: f32, x: f32) -> f32 {
         match self {
-            Lik::Bernoulli => o.max(0.0) - o * x + exp(-o.abs()).ln_1p(),
+            Lik::Bernoulli => softplus(o) - o * x,
             Lik::Gaussian { inv_var, log_norm } => {
                 let d = x - o;
                 0.5 * (d * d * inv_var + log_norm)
@@ -140,13 +141,25 @@ impl Lik {
     }
 }
 
-/// Σ_d −log p(x_d | o_d) over one row, accumulated in f64.
+/// Σ_d −log p(x_d | o_d) over one row (16 lanes, so the loop vectorises).
 #[inline]
 fn row_nll(lik: Lik, o: &[f32], x: &[f32]) -> f32 {
-    o.iter()
-        .zip(x)
-        .map(|(&o, &x)| lik.nll(o, x) as f64)
-        .sum::<f64>() as f32
+    match lik {
+        // One loop per likelihood, so that no match is left inside it.
+        Lik::Bernoulli => sum_zip(o, x, |o, x| Lik::Bernoulli.nll(o, x)),
+        Lik::Gaussian { .. } => sum_zip(o, x, |o, x| lik.nll(o, x)),
+    }
+}
+
+/// out_d = w · ∂(−log p(x_d | o_d))/∂o_d over one row.
+#[inline]
+fn row_grad(lik: Lik, w: f32, o: &[f32], x: &[f32], out: &mut [f32]) {
+    let rows = out.iter_mut().zip(o).zip(x);
+    match lik {
+        // One loop per likelihood, so that no match is left inside it.
+        Lik::Bernoulli => rows.for_each(|((d, &o), &x)| *d = w * Lik::Bernoulli.grad(o, x)),
+        Lik::Gaussian { .. } => rows.for_each(|((d, &o), &x)| *d = w * lik.grad(o, x)),
+    }
 }
 
 /// Σ_k q_k a_k with a_k = ℓ_k + log q_k written into `a` (log q given in `a` on entry);
@@ -232,9 +245,7 @@ pub fn elbo_marginal_backward(
                 .with_min_len(tasks)
                 .for_each(|(((dr, dk), (o, x)), &g)| {
                     *dk = g;
-                    for ((dv, &o), &x) in dr.iter_mut().zip(o).zip(x) {
-                        *dv = g * lik.grad(o, x);
-                    }
+                    row_grad(lik, g, o, x, dr);
                 });
         }
         ClassQ::Logits(c) => {
@@ -261,13 +272,8 @@ pub fn elbo_marginal_backward(
                         let w = g * q;
                         dk[j] = w;
                         dc[j] = if q > 0.0 { w * (dc[j] - u) } else { 0.0 };
-                        let rows = dr[j * d..(j + 1) * d]
-                            .iter_mut()
-                            .zip(&dec[j * d..(j + 1) * d])
-                            .zip(x);
-                        for ((dv, &o), &x) in rows {
-                            *dv = w * lik.grad(o, x);
-                        }
+                        let span = j * d..(j + 1) * d;
+                        row_grad(lik, w, &dec[span.clone()], x, &mut dr[span]);
                     }
                 });
         }

@@ -1,7 +1,7 @@
 //! CPU per-row losses that deserve a kernel of their own: binary cross-entropy with logits,
 //! written in the overflow-free form max(l, 0) − l·x + log(1 + e^{−|l|}).
 
-use super::math::{exp, sigmoid};
+use super::math::{sigmoid, softplus, sum_zip};
 use super::pool;
 use rayon::prelude::*;
 
@@ -14,11 +14,7 @@ pub fn bce_with_logits_rows(l: &[f32], x: &[f32], rows: usize, cols: usize) -> V
     out.par_iter_mut()
         .zip(l.par_chunks(cols).zip(x.par_chunks(cols)))
         .for_each(|(o, (l, x))| {
-            *o = l
-                .iter()
-                .zip(x)
-                .map(|(&l, &x)| l.max(0.0) - l * x + exp(-l.abs()).ln_1p())
-                .sum();
+            *o = sum_zip(l, x, |l, x| softplus(l) - l * x);
         });
     out
 }

@@ -1,6 +1,6 @@
-//! Scalar math for the CPU kernels, written so that the loops calling it vectorise: exp(x) in
-//! plain arithmetic, the logistic function and softplus on top of it, and sums with several
-//! independent accumulators.
+//! Scalar math for the CPU kernels, written so that the loops calling it vectorise: exp(x) and
+//! log(1 + u) in plain arithmetic, the logistic function and softplus on top of them, and sums
+//! with several independent accumulators.
 //!
 //! ## exp
 //!
@@ -59,6 +59,54 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
+/// log(1 + u) for u ≥ 0 (every caller has u = e^{−|x|} ∈ (0, 1]: softplus and the Bernoulli
+/// losses), branch-free so that the loops around it vectorise; `f32::ln_1p` is a libm call,
+/// which was 16% of an M2 training step's CPU time.
+///
+/// Method (Cephes `logf` plus the classic log1p correction):
+/// 1. v = 1 + u, rounded; write v = 2ᵉ·m with m ∈ [√½, √2) from the float's bits;
+/// 2. log m = f − f²/2 + f³·P(f), f = m − 1 ∈ [−0.29, 0.41], P of degree 8 (Cephes' minimax
+///    coefficients), and log v = e·ln 2 + log m with ln 2 split in two parts (Cody–Waite);
+/// 3. the rounding of v lost u − (v − 1) (exact: v − 1 is exact here); adding
+///    (u − (v − 1))/v, the first-order term of log(1 + that/v), restores it. For u below
+///    half an ulp of 1, v = 1 and the result is u itself, as it should be.
+///
+/// Accuracy: 1.21 ulp at worst (at u ≈ 0.3986) on a sweep of 2·10⁶ points against f64, linear
+/// over [0, 2] and logarithmic over [10⁻³⁸, 10⁶]; the test's bound is 1.5 ulp. +∞ gives +∞ and
+/// NaN gives NaN; u < 0 is outside the contract.
+#[inline(always)]
+pub fn ln_1p(u: f32) -> f32 {
+    const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let v = 1.0 + u;
+    let bits = v.to_bits();
+    // v = 2^e · m with m ∈ [√½, √2): take the exponent relative to the √½ boundary.
+    let shifted = bits.wrapping_sub(SQRT_HALF.to_bits());
+    let e = (shifted as i32 >> 23) as f32;
+    let m = f32::from_bits((shifted & 0x007F_FFFF).wrapping_add(SQRT_HALF.to_bits()));
+    let f = m - 1.0;
+    let z = f * f;
+    let mut p = 7.037_683_6e-2;
+    p = p * f - 1.151_461e-1;
+    p = p * f + 1.167_699_9e-1;
+    p = p * f - 1.242_014_1e-1;
+    p = p * f + 1.424_932_3e-1;
+    p = p * f - 1.666_805_8e-1;
+    p = p * f + 2.000_071_4e-1;
+    p = p * f - 2.499_999_4e-1;
+    p = p * f + 0.333_333_3;
+    let log_m = f + (f * z * p - 0.5 * z);
+    let log_v = e * LN2_HI + (log_m + e * LN2_LO);
+    let y = log_v + (u - (v - 1.0)) / v;
+    // v = +∞ and NaN pass through (the bit tricks above do not preserve them).
+    if v.is_finite() {
+        y
+    } else {
+        v
+    }
+}
+
 /// Numerically stable logistic function σ(x) = 1 / (1 + e⁻ˣ), for either sign of x.
 #[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
@@ -74,31 +122,39 @@ pub fn sigmoid(x: f32) -> f32 {
 /// Numerically stable log(1 + eˣ).
 #[inline]
 pub fn softplus(x: f32) -> f32 {
-    x.max(0.0) + exp(-x.abs()).ln_1p()
+    x.max(0.0) + ln_1p(exp(-x.abs()))
 }
 
-/// Independent partial sums in [`sum_map`]: a sequential f32 sum waits ~4 cycles per element on
+/// Independent partial sums in [`sum_zip`]: a sequential f32 sum waits ~4 cycles per element on
 /// the previous addition; 16 lanes let the adds overlap and vectorise.
 const LANES: usize = 16;
 
-/// Σ f(x_i), accumulated in [`LANES`] interleaved partial sums (lane j takes elements
-/// j, j + 16, …; then the lanes and the tail are added in order). Deterministic for a given
-/// length; more accurate than a sequential sum, and a different rounding from it.
+/// Σ f(x_i, y_i) over two slices of one length, accumulated in [`LANES`] interleaved partial
+/// sums (lane j takes elements j, j + 16, …; then the lanes and the tail are added in order).
+/// Deterministic for a given length; more accurate than a sequential sum, and a different
+/// rounding from it.
 #[inline(always)]
-pub fn sum_map(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub fn sum_zip(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    debug_assert_eq!(xs.len(), ys.len());
     let mut acc = [0.0f32; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += f(v);
+    let (cx, cy) = (xs.chunks_exact(LANES), ys.chunks_exact(LANES));
+    let (tx, ty) = (cx.remainder(), cy.remainder());
+    for (a, b) in cx.zip(cy) {
+        for ((s, &x), &y) in acc.iter_mut().zip(a).zip(b) {
+            *s += f(x, y);
         }
     }
     let mut s = acc.iter().sum::<f32>();
-    for &v in tail {
-        s += f(v);
+    for (&x, &y) in tx.iter().zip(ty) {
+        s += f(x, y);
     }
     s
+}
+
+/// Σ f(x_i) (see [`sum_zip`]).
+#[inline(always)]
+pub fn sum_map(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    sum_zip(xs, xs, |x, _| f(x))
 }
 
 /// Σ x_i (see [`sum_map`]).
@@ -146,6 +202,29 @@ mod tests {
         assert!(exp(f32::NAN).is_nan());
         assert!((exp(1.0) - std::f32::consts::E).abs() <= f32::EPSILON * 3.0);
         assert!(exp(MAX_X).is_finite() && exp(MIN_X) > 0.0);
+    }
+
+    #[test]
+    fn ln_1p_within_one_and_a_half_ulp() {
+        let mut worst = (0.0f64, 0.0f32);
+        let mut check = |u: f32| {
+            let e = ulps(ln_1p(u), (u as f64).ln_1p());
+            if e > worst.0 {
+                worst = (e, u);
+            }
+        };
+        let steps = 1_000_000;
+        for i in 0..=steps {
+            // [0, 2] linearly (the callers' range is [0, 1]) ...
+            check(2.0 * i as f32 / steps as f32);
+            // ... and 1e-38 … 1e6 logarithmically.
+            check(10f32.powf(-38.0 + 44.0 * i as f32 / steps as f32));
+        }
+        assert!(worst.0 <= 1.5, "{} ulp at u = {}", worst.0, worst.1);
+        assert_eq!(ln_1p(0.0), 0.0);
+        assert_eq!(ln_1p(f32::INFINITY), f32::INFINITY);
+        assert!(ln_1p(f32::NAN).is_nan());
+        assert_eq!(ln_1p(1e-30), 1e-30);
     }
 
     #[test]
