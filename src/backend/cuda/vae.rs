@@ -3,10 +3,12 @@
 //! doc comment of its CPU twin (`backend/cpu/{reparam,gumbel,elbo,mixup}.rs`); this file only
 //! checks arguments, picks launch shapes and queues the kernels.
 //!
-//! Validation happens here, on the host, before anything is launched, and mirrors the CPU twins
-//! (same checks, same `Error::shape` / `Error::invalid` messages): buffer lengths, a class and a
-//! feature for the categorical / ELBO ops, τ > 0, a finite σ > 0 for the Gaussian likelihood,
-//! labels < K, partners < B, λ ∈ [0, 1], and every buffer on the same device. The kernels do not
+//! Validation happens here, on the host, before anything is launched, with the CPU twins' checks
+//! and messages (`Error::shape` / `Error::invalid`): buffer lengths, a class and a feature for
+//! the categorical / ELBO ops, τ > 0, a finite σ > 0 for the Gaussian likelihood, labels < K,
+//! partners < B, λ ∈ [0, 1] — for the ELBO and mixup ops these are the very `check` methods of
+//! the argument structs in `backend/vae.rs` that the CPU runs — and every buffer on the same
+//! device. The kernels do not
 //! re-check (a bad label there would read out of bounds), and every dimension must fit the
 //! kernels' `int`.
 //!
