@@ -34,12 +34,6 @@ impl BufferLen for [f32] {
     }
 }
 
-impl BufferLen for CpuStorage {
-    fn buffer_len(&self) -> usize {
-        self.0.len()
-    }
-}
-
 /// The first label ≥ `k`, as an error.
 pub(crate) fn check_labels(op: &'static str, y: &[u32], k: usize) -> Result<()> {
     match y.iter().enumerate().find(|(_, &v)| v as usize >= k) {
