@@ -12,7 +12,6 @@
 //! (`check`) are written once. The maths of every kernel is in the doc comment of its CPU twin;
 //! the differentiable tensor ops on top live in `crate::vae`.
 
-use super::cpu::gumbel::{check_len, numel};
 use super::cpu::{elbo, gumbel, mixup, reparam, CpuStorage};
 use super::BackendStorage;
 use crate::rng::RngKey;
@@ -32,6 +31,27 @@ impl BufferLen for [f32] {
     fn buffer_len(&self) -> usize {
         self.len()
     }
+}
+
+/// `Ok` when a buffer called `what` has `want` elements, else a shape error for `op`.
+pub(crate) fn check_len(op: &'static str, what: &str, got: usize, want: usize) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(Error::shape(
+            op,
+            &[got],
+            &[want],
+            format!("{what} has {got} elements, expected {want}"),
+        ))
+    }
+}
+
+/// a·b·…, or an invalid-argument error when the element count overflows `usize`.
+pub(crate) fn numel(op: &'static str, dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::invalid(op, format!("element count of {dims:?} overflows")))
 }
 
 /// The first label ≥ `k`, as an error.

@@ -51,7 +51,8 @@ use super::math::{sigmoid, softplus, sum_zip};
 use super::pool;
 use rayon::prelude::*;
 
-use super::gumbel::{check_len, log_softmax_row, rows_per_task};
+use super::gumbel::{log_softmax_row, rows_per_task};
+use crate::backend::vae::check_len;
 use crate::backend::vae::{ClassQ, ElboArgs};
 use crate::{Error, Result};
 

@@ -28,6 +28,7 @@
 use super::pool;
 use rayon::prelude::*;
 
+use crate::backend::vae::{check_len, numel};
 use crate::rng::{gumbel_at, RngKey};
 use crate::{Error, Result};
 
@@ -37,27 +38,6 @@ const GRAIN: usize = 1 << 14;
 /// How many rows of `cols` elements make one rayon task.
 pub(crate) fn rows_per_task(cols: usize) -> usize {
     (GRAIN / cols.max(1)).max(1)
-}
-
-/// `Ok` when a slice called `what` has `want` elements, else a shape error for `op`.
-pub(crate) fn check_len(op: &'static str, what: &str, got: usize, want: usize) -> Result<()> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(Error::shape(
-            op,
-            &[got],
-            &[want],
-            format!("{what} has {got} elements, expected {want}"),
-        ))
-    }
-}
-
-/// a·b·…, or an invalid-argument error when the element count overflows `usize`.
-pub(crate) fn numel(op: &'static str, dims: &[usize]) -> Result<usize> {
-    dims.iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| Error::invalid(op, format!("element count of {dims:?} overflows")))
 }
 
 /// Stable log-softmax of one row: out_k = (ℓ_k − m) − log Σ_j exp(ℓ_j − m), m = max_j ℓ_j.

@@ -31,7 +31,8 @@
 use super::pool;
 use rayon::prelude::*;
 
-use super::gumbel::{check_len, log_softmax_row, numel, rows_per_task};
+use super::gumbel::{log_softmax_row, rows_per_task};
+use crate::backend::vae::{check_len, numel};
 use crate::backend::vae::{MixClass, MixupLossArgs, MixupSrc};
 use crate::rng::Rng;
 use crate::{Error, Result};

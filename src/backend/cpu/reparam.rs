@@ -28,7 +28,8 @@
 use super::pool;
 use rayon::prelude::*;
 
-use super::gumbel::{check_len, numel, rows_per_task};
+use super::gumbel::rows_per_task;
+use crate::backend::vae::{check_len, numel};
 use crate::rng::{normal_at, RngKey};
 use crate::Result;
 

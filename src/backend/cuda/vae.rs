@@ -31,7 +31,7 @@
 
 use super::runtime::{launch, CudaRuntime};
 use super::{grid_1d, to_i32, CudaStorage};
-use crate::backend::cpu::gumbel::{check_len, numel};
+use crate::backend::vae::{check_len, numel};
 use crate::backend::vae::{
     BufferLen, ClassQ, ElboArgs, ElboGrad, ElboOut, ElboShape, GaussianKlGrad, Likelihood,
     MixClass, MixupLossArgs, MixupLossGrad, MixupOut, MixupShape, MixupSrc, ReparamGrad,
