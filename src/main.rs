@@ -62,6 +62,14 @@ enum Command {
         labelled_batch: usize,
         #[arg(long, default_value_t = 1e-3)]
         lr: f32,
+        /// Epochs after which the learning rate is multiplied by --lr-gamma, e.g. 30,40
+        /// (PyTorch's MultiStepLR). With --resume: milestones may be added or moved only
+        /// where they leave the rate of the epochs already trained unchanged.
+        #[arg(long, value_delimiter = ',', value_name = "EPOCHS")]
+        lr_milestones: Vec<usize>,
+        /// The factor of each --lr-milestones step
+        #[arg(long, default_value_t = ssvae::train::DEFAULT_LR_GAMMA)]
+        lr_gamma: f32,
         /// Weight of the labelled cross-entropy [default: 0.1·N/N_labelled]
         #[arg(long)]
         alpha: Option<f32>,
@@ -212,7 +220,14 @@ fn given_flags(matches: &clap::ArgMatches, sub: &str) -> Vec<String> {
 }
 
 /// Flags of `train` that `--resume` accepts (the rest come from the checkpoint).
-const RESUME_FLAGS: [&str; 4] = ["resume", "epochs", "device", "data_dir"];
+const RESUME_FLAGS: [&str; 6] = [
+    "resume",
+    "epochs",
+    "device",
+    "data_dir",
+    "lr_milestones",
+    "lr_gamma",
+];
 
 fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
     match cli.command {
@@ -225,6 +240,8 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             batch_size,
             labelled_batch,
             lr,
+            lr_milestones,
+            lr_gamma,
             alpha,
             hidden,
             z_dim,
@@ -250,14 +267,19 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                     return Err(Error::invalid(
                         "--resume",
                         format!(
-                            "continues the run in {} with its saved settings, so {} cannot be given (allowed: --epochs, --device, --data-dir)",
+                            "continues the run in {} with its saved settings, so {} cannot be given (allowed: --epochs, --device, --data-dir, --lr-milestones, --lr-gamma)",
                             dir.display(),
                             extra.join(", ")
                         ),
                     ));
                 }
-                let epochs = given.iter().any(|g| g == "epochs").then_some(epochs);
-                return resume_run(&dir, epochs, device, data_dir);
+                let was_given = |flag: &str| given.iter().any(|g| g == flag);
+                let change = ResumeChange {
+                    epochs: was_given("epochs").then_some(epochs),
+                    lr_milestones: was_given("lr_milestones").then_some(lr_milestones),
+                    lr_gamma: was_given("lr_gamma").then_some(lr_gamma),
+                };
+                return resume_run(&dir, change, device, data_dir);
             }
             positive("--batch-size", batch_size)?;
             positive("--labelled-batch", labelled_batch)?;
@@ -268,12 +290,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             if let Some(s) = steps_per_epoch {
                 positive("--steps-per-epoch", s)?;
             }
-            if !(lr.is_finite() && lr > 0.0) {
-                return Err(Error::invalid(
-                    "--lr",
-                    format!("must be a positive number, not {lr}"),
-                ));
-            }
+            ssvae::train::check_lr_schedule(lr, &lr_milestones, lr_gamma)?;
             let kind: ModelKind = model.parse()?;
             let name: DatasetName = dataset.parse()?;
             let out = out.unwrap_or_else(|| {
@@ -313,6 +330,8 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                 batch_size,
                 labelled_batch,
                 lr,
+                lr_milestones,
+                lr_gamma,
                 seed,
                 device,
                 eval_batch: 500,
@@ -373,11 +392,50 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
     }
 }
 
+/// What `train --resume` may change of a run's saved settings (None: keep the saved value).
+struct ResumeChange {
+    epochs: Option<usize>,
+    lr_milestones: Option<Vec<usize>>,
+    lr_gamma: Option<f32>,
+}
+
+impl ResumeChange {
+    /// Apply to `cfg`, the settings of a run that has trained `done` epochs. A new learning-rate
+    /// schedule must give every trained epoch the rate it had, or the resumed run would not be
+    /// the uninterrupted run with that schedule.
+    fn apply(self, cfg: &mut TrainConfig, done: usize) -> Result<()> {
+        if let Some(e) = self.epochs {
+            cfg.epochs = e;
+        }
+        let mut new = cfg.clone();
+        if let Some(m) = self.lr_milestones {
+            new.lr_milestones = m;
+        }
+        if let Some(g) = self.lr_gamma {
+            new.lr_gamma = g;
+        }
+        new.check_lr_schedule()?;
+        if let Some(e) = (1..=done).find(|&e| new.lr_at(e) != cfg.lr_at(e)) {
+            return Err(Error::invalid(
+                "--resume",
+                format!(
+                    "the new learning-rate schedule changes epoch {e}, already trained (rate {} → {}); milestones may be added or moved only at or after epoch {done}",
+                    cfg.lr_at(e),
+                    new.lr_at(e)
+                ),
+            ));
+        }
+        *cfg = new;
+        Ok(())
+    }
+}
+
 /// `train --resume DIR`: rebuild model, optimiser, RNG and batchers from DIR's latest
-/// checkpoint and continue to `epochs` (default: the run's own target).
+/// checkpoint and continue to `change.epochs` (default: the run's own target), with the
+/// learning-rate schedule `change` gives, if any.
 fn resume_run(
     dir: &Path,
-    epochs: Option<usize>,
+    change: ResumeChange,
     device: Device,
     data_dir: Option<PathBuf>,
 ) -> Result<()> {
@@ -390,9 +448,7 @@ fn resume_run(
         dir.to_path_buf()
     };
     rc.train.device = device;
-    if let Some(e) = epochs {
-        rc.train.epochs = e;
-    }
+    change.apply(&mut rc.train, rc.epoch)?;
     if rc.epoch >= rc.train.epochs {
         println!(
             "{} is already at epoch {} of {}; pass --epochs N with N > {} to train further",
@@ -499,10 +555,11 @@ impl Observer for CliObserver<'_> {
 fn epoch_line(r: &EpochReport, clustering: bool) -> String {
     let terms: Vec<String> = r.train.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
     let mut s = format!(
-        "epoch {:>3}  {:.1}s  {:.0} ex/s  {}",
+        "epoch {:>3}  {:.1}s  {:.0} ex/s  lr {:.3e}  {}",
         r.epoch,
         r.wall_s,
         r.examples_per_s,
+        r.lr,
         terms.join("  ")
     );
     if !clustering && !r.test_error.is_nan() {

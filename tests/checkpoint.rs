@@ -1,5 +1,6 @@
 //! Checkpoints: save → load round trips (tensors, predictions, optimiser state), exact resume
-//! (2 epochs straight = 1 epoch + resume, bit for bit, through the `ssvae` binary), a NaN that
+//! (2 epochs straight = 1 epoch + resume, bit for bit, through the `ssvae` binary, also with a
+//! learning-rate milestone added on resume), the step schedule of the learning rate, a NaN that
 //! stops training while the last good checkpoint stays intact and loadable, and clear errors
 //! for mismatched or mixed checkpoint files. Small M2 models on the shared digits set.
 
@@ -58,6 +59,8 @@ fn setup(epochs: usize) -> Setup {
         batch_size: 64,
         labelled_batch: 25,
         lr: 1e-3,
+        lr_milestones: Vec::new(),
+        lr_gamma: 0.1,
         seed,
         device: Device::Cpu,
         eval_batch: 200,
@@ -267,12 +270,9 @@ fn csv_without_timing(path: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn resume_through_the_cli_matches_a_straight_run_bit_for_bit() {
-    let dd = data_dir();
-    let dd = dd.to_str().unwrap();
-    let (a, b) = (temp_dir("cli-resume-a"), temp_dir("cli-resume-b"));
-    let common = [
+/// `train` on digits with a small M2, writing to `out`, plus `extra` flags.
+fn digits_run<'a>(dd: &'a str, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
         "train",
         "--dataset",
         "digits",
@@ -290,13 +290,20 @@ fn resume_through_the_cli_matches_a_straight_run_bit_for_bit() {
         "7",
         "--data-dir",
         dd,
+        "--out",
+        out.to_str().unwrap(),
     ];
-    let mut args = common.to_vec();
-    args.extend(["--epochs", "2", "--out", a.to_str().unwrap()]);
-    run_ok(&args);
-    let mut args = common.to_vec();
-    args.extend(["--epochs", "1", "--out", b.to_str().unwrap()]);
-    run_ok(&args);
+    args.extend(extra);
+    args
+}
+
+#[test]
+fn resume_through_the_cli_matches_a_straight_run_bit_for_bit() {
+    let dd = data_dir();
+    let dd = dd.to_str().unwrap();
+    let (a, b) = (temp_dir("cli-resume-a"), temp_dir("cli-resume-b"));
+    run_ok(&digits_run(dd, &a, &["--epochs", "2"]));
+    run_ok(&digits_run(dd, &b, &["--epochs", "1"]));
     let out = run_ok(&[
         "train",
         "--resume",
@@ -316,6 +323,102 @@ fn resume_through_the_cli_matches_a_straight_run_bit_for_bit() {
     assert_eq!(ca, cb);
     let (_, _, ma) = checkpoint::load_model(&a, Device::Cpu).unwrap();
     let (_, _, mb) = checkpoint::load_model(&b, Device::Cpu).unwrap();
+    assert_eq!(values(ma.as_ref()), values(mb.as_ref()));
+}
+
+#[test]
+fn lr_schedule_steps_like_multistep_lr() {
+    let mut c = setup(1).rc.train;
+    c.lr_milestones = vec![2, 4];
+    c.lr_gamma = 0.5;
+    let rates: Vec<f32> = (1..=6).map(|e| c.lr_at(e)).collect();
+    assert_eq!(rates, [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4]);
+    c.check_lr_schedule().unwrap();
+    for (m, g) in [(vec![0], 0.5), (vec![3, 3], 0.5), (vec![4, 2], 0.5)] {
+        c.lr_milestones = m;
+        c.lr_gamma = g;
+        let err = c.check_lr_schedule().unwrap_err().to_string();
+        assert!(err.contains("--lr-milestones"), "{err}");
+    }
+    c.lr_milestones = vec![1];
+    for g in [0.0, -1.0, f32::NAN] {
+        c.lr_gamma = g;
+        let err = c.check_lr_schedule().unwrap_err().to_string();
+        assert!(err.contains("--lr-gamma"), "{err}");
+    }
+}
+
+#[test]
+fn the_optimiser_trains_each_epoch_at_the_scheduled_rate() {
+    let mut s = setup(2);
+    s.rc.train.lr_milestones = vec![1];
+    let model = build(&s.rc);
+    let mut state = TrainState::new(model.as_ref(), &s.split, &s.rc.train).unwrap();
+    let mut rates = Vec::new();
+    struct Rates<'a>(&'a mut Vec<(f32, f32)>);
+    impl Observer for Rates<'_> {
+        fn on_epoch(&mut self, r: &EpochReport, st: &TrainState) -> ssvae::Result<()> {
+            self.0.push((r.lr, st.opt.config.lr));
+            Ok(())
+        }
+    }
+    fit_with(
+        model.as_ref(),
+        &s.tt.train,
+        &s.tt.test,
+        &s.split,
+        &s.rc.train,
+        &mut state,
+        &mut Rates(&mut rates),
+    )
+    .unwrap();
+    let decayed = 1e-3f32 * 0.1;
+    assert_eq!(rates, [(1e-3, 1e-3), (decayed, decayed)]);
+}
+
+#[test]
+fn a_milestone_added_on_resume_matches_a_straight_run_with_it() {
+    // A: 3 epochs, the rate ×0.1 after epoch 2. B: 2 epochs at a constant rate, resumed to 3
+    // with that milestone added; epochs 1–2 trained at the same rate, so B must equal A.
+    let dd = data_dir();
+    let dd = dd.to_str().unwrap();
+    let (a, b) = (temp_dir("cli-milestone-a"), temp_dir("cli-milestone-b"));
+    let out_a = run_ok(&digits_run(
+        dd,
+        &a,
+        &["--epochs", "3", "--lr-milestones", "2"],
+    ));
+    assert!(out_a.contains("lr 1.000e-4"), "{out_a}");
+    run_ok(&digits_run(dd, &b, &["--epochs", "2"]));
+    let bs = b.to_str().unwrap();
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["train", "--resume", bs, "--data-dir", dd];
+        args.extend(extra);
+        bin().args(&args).output().unwrap()
+    };
+    // A milestone inside the trained epochs would change their rate: refused, B untouched.
+    let refused = resume(&["--epochs", "3", "--lr-milestones", "1"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("changes epoch 2, already trained"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(b.join("LATEST")).unwrap().trim(),
+        "epoch-0002"
+    );
+    let ok = resume(&["--epochs", "3", "--lr-milestones", "2"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    assert_eq!(
+        csv_without_timing(&a.join("metrics.csv")),
+        csv_without_timing(&b.join("metrics.csv"))
+    );
+    let (_, rc, mb) = checkpoint::load_model(&b, Device::Cpu).unwrap();
+    assert_eq!(rc.train.lr_milestones, [2], "the schedule is saved");
+    let (_, _, ma) = checkpoint::load_model(&a, Device::Cpu).unwrap();
     assert_eq!(values(ma.as_ref()), values(mb.as_ref()));
 }
 

@@ -209,7 +209,7 @@ fn impossible_flags_fail_clearly() {
     let dd = data_dir();
     let dir = temp_dir("flags");
     let d = dir.to_str().unwrap();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["--labels", "15"], "multiple of the number of classes"),
         (&["--labels", "5000"], "class"),
         (&["--epochs", "0"], "--epochs: must be at least 1"),
@@ -221,6 +221,15 @@ fn impossible_flags_fail_clearly() {
         (&["--device", "tpu"], "expected auto, cpu, cuda or cuda:N"),
         (&["--model", "m3"], "unknown model 'm3'"),
         (&["--arch", "rnn"], "unknown architecture 'rnn'"),
+        (&["--lr", "0"], "--lr: must be a positive number"),
+        (
+            &["--lr-gamma", "0"],
+            "--lr-gamma: must be a positive number",
+        ),
+        (
+            &["--lr-milestones", "5,3"],
+            "--lr-milestones: must be epochs ≥ 1 in increasing order",
+        ),
     ];
     for (extra, want) in cases {
         // Each fails before any training starts.

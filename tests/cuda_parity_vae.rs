@@ -1090,6 +1090,8 @@ mod m2_end_to_end {
             batch_size: 64,
             labelled_batch: 20,
             lr: 1e-3,
+            lr_milestones: Vec::new(),
+            lr_gamma: 0.1,
             seed: SEED,
             device,
             eval_batch: 100,

@@ -40,6 +40,8 @@ fn iwae_bound_is_above_the_elbo_and_grows_with_k() {
         batch_size: 64,
         labelled_batch: 25,
         lr: 1e-3,
+        lr_milestones: Vec::new(),
+        lr_gamma: 0.1,
         seed: 1,
         device: Device::Cpu,
         eval_batch: 400,

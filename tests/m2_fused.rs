@@ -41,6 +41,8 @@ fn train(fused: bool) -> Vec<EpochReport> {
         batch_size: 64,
         labelled_batch: 20,
         lr: 1e-3,
+        lr_milestones: Vec::new(),
+        lr_gamma: 0.1,
         seed: SEED,
         device: Device::Cpu,
         eval_batch: 400,

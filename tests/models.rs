@@ -57,6 +57,8 @@ fn config(epochs: usize, steps: usize, batch: usize, lr: f32) -> TrainConfig {
         batch_size: batch,
         labelled_batch: batch,
         lr,
+        lr_milestones: Vec::new(),
+        lr_gamma: 0.1,
         seed: 0,
         device: DEV,
         eval_batch: 400,

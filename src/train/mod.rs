@@ -39,7 +39,16 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Labelled examples per step.
     pub labelled_batch: usize,
+    /// The base learning rate (of epoch 1).
     pub lr: f32,
+    /// Epochs after which the learning rate is multiplied by `lr_gamma`, as PyTorch's
+    /// `MultiStepLR`: with milestones `[m]`, epochs 1..=m train at `lr` and epochs m+1… at
+    /// `lr·lr_gamma`. Empty: a constant rate. Strictly increasing, each at least 1.
+    #[serde(default)]
+    pub lr_milestones: Vec<usize>,
+    /// The factor of each milestone.
+    #[serde(default = "default_lr_gamma")]
+    pub lr_gamma: f32,
     pub seed: u64,
     #[serde(with = "device_name")]
     pub device: Device,
@@ -50,6 +59,46 @@ pub struct TrainConfig {
     pub steps_per_epoch: Option<usize>,
     /// Use the unlabelled pool (false trains on labels alone).
     pub use_unlabelled: bool,
+}
+
+/// The usual step decay: a tenth at each milestone.
+pub const DEFAULT_LR_GAMMA: f32 = 0.1;
+
+fn default_lr_gamma() -> f32 {
+    DEFAULT_LR_GAMMA
+}
+
+impl TrainConfig {
+    /// The learning rate of `epoch` (1-based): `lr·lr_gamma^n`, n the milestones before it.
+    pub fn lr_at(&self, epoch: usize) -> f32 {
+        let passed = self.lr_milestones.iter().filter(|&&m| m < epoch).count();
+        (0..passed).fold(self.lr, |lr, _| lr * self.lr_gamma)
+    }
+
+    /// Checks the learning-rate schedule (see [`check_lr_schedule`]).
+    pub fn check_lr_schedule(&self) -> Result<()> {
+        check_lr_schedule(self.lr, &self.lr_milestones, self.lr_gamma)
+    }
+}
+
+/// A positive rate and factor, milestones strictly increasing from 1; else an error naming the
+/// command-line flag.
+pub fn check_lr_schedule(lr: f32, milestones: &[usize], gamma: f32) -> Result<()> {
+    for (flag, v) in [("--lr", lr), ("--lr-gamma", gamma)] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(Error::invalid(
+                flag,
+                format!("must be a positive number, not {v}"),
+            ));
+        }
+    }
+    if milestones.first() == Some(&0) || milestones.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(Error::invalid(
+            "--lr-milestones",
+            format!("must be epochs ≥ 1 in increasing order, not {milestones:?}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A [`Device`] in JSON as its display name, "cpu" or "cuda:N".
@@ -79,6 +128,8 @@ pub struct EpochReport {
     pub epoch: usize,
     pub wall_s: f64,
     pub examples_per_s: f64,
+    /// The epoch's learning rate.
+    pub lr: f32,
     /// Mean of each loss term over the epoch's steps, in the model's order ("loss" first).
     pub train: Vec<(String, f64)>,
     /// Test error of argmax q(y|x); NaN when the model does not classify.
@@ -389,11 +440,13 @@ pub fn fit_with(
             ));
         }
     }
+    cfg.check_lr_schedule()?;
     let steps = state.steps_per_epoch(cfg);
     let mut reports = Vec::new();
     model.set_training(true);
     while state.epoch < cfg.epochs {
         let epoch = state.epoch + 1;
+        state.opt.config.lr = cfg.lr_at(epoch);
         let t0 = Instant::now();
         let mut sums: Vec<(String, f64)> = Vec::new();
         let mut examples = 0usize;
@@ -479,6 +532,7 @@ pub fn fit_with(
             epoch,
             wall_s: wall,
             examples_per_s: examples as f64 / wall.max(1e-9),
+            lr: state.opt.config.lr,
             train: sums
                 .into_iter()
                 .map(|(n, s)| (n, s / steps.max(1) as f64))
