@@ -11,26 +11,11 @@ use ssvae::storage::Storage;
 use ssvae::train::checkpoint::{self, RunConfig};
 use ssvae::train::{fit_with, EpochReport, Observer, TrainConfig, TrainState, INIT_STREAM};
 use ssvae::{nn, Device, Error};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-fn data_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
-    assert!(
-        dir.join("digits").is_dir(),
-        "these tests need the shared datasets at {} (a folder shared/datasets next to the checkout)",
-        dir.display()
-    );
-    dir
-}
+mod cli_support;
 
-/// A fresh, empty directory for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("checkpoint-{name}"));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use cli_support::{data_dir, ok, ssvae, temp_dir, train_args};
 
 struct Setup {
     tt: TrainTest,
@@ -39,7 +24,7 @@ struct Setup {
 }
 
 fn setup(epochs: usize) -> Setup {
-    let tt = data::load(data::DatasetName::Digits, &data_dir()).unwrap();
+    let tt = data::load(data::DatasetName::Digits, Path::new(&data_dir())).unwrap();
     let (labels, seed) = (50, 3);
     let split = data::split(&tt.train.y, tt.train.classes, labels, 0, seed).unwrap();
     let spec = ModelSpec {
@@ -242,20 +227,6 @@ fn resume_continues_exactly() {
     }
 }
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ssvae"))
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let out = bin().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ssvae {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// metrics.csv without the timing columns (wall_s, examples_per_s).
 fn csv_without_timing(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -270,41 +241,21 @@ fn csv_without_timing(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `train` on digits with a small M2, writing to `out`, plus `extra` flags.
+/// `train` on digits with a small M2 and seed 7 into `out`, plus `extra` flags.
 fn digits_run<'a>(dd: &'a str, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "train",
-        "--dataset",
-        "digits",
-        "--labels",
-        "50",
-        "--hidden",
-        "32",
-        "--z-dim",
-        "4",
-        "--batch-size",
-        "64",
-        "--labelled-batch",
-        "25",
-        "--seed",
-        "7",
-        "--data-dir",
-        dd,
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    args
+    let mut more = vec!["--seed", "7"];
+    more.extend(extra);
+    train_args(dd, out.to_str().unwrap(), &more)
 }
 
 #[test]
 fn resume_through_the_cli_matches_a_straight_run_bit_for_bit() {
     let dd = data_dir();
-    let dd = dd.to_str().unwrap();
+    let dd = dd.as_str();
     let (a, b) = (temp_dir("cli-resume-a"), temp_dir("cli-resume-b"));
-    run_ok(&digits_run(dd, &a, &["--epochs", "2"]));
-    run_ok(&digits_run(dd, &b, &["--epochs", "1"]));
-    let out = run_ok(&[
+    ok(&digits_run(dd, &a, &["--epochs", "2"]));
+    ok(&digits_run(dd, &b, &["--epochs", "1"]));
+    let out = ok(&[
         "train",
         "--resume",
         b.to_str().unwrap(),
@@ -381,20 +332,20 @@ fn a_milestone_added_on_resume_matches_a_straight_run_with_it() {
     // A: 3 epochs, the rate ×0.1 after epoch 2. B: 2 epochs at a constant rate, resumed to 3
     // with that milestone added; epochs 1–2 trained at the same rate, so B must equal A.
     let dd = data_dir();
-    let dd = dd.to_str().unwrap();
+    let dd = dd.as_str();
     let (a, b) = (temp_dir("cli-milestone-a"), temp_dir("cli-milestone-b"));
-    let out_a = run_ok(&digits_run(
+    let out_a = ok(&digits_run(
         dd,
         &a,
         &["--epochs", "3", "--lr-milestones", "2"],
     ));
     assert!(out_a.contains("lr 1.000e-4"), "{out_a}");
-    run_ok(&digits_run(dd, &b, &["--epochs", "2"]));
+    ok(&digits_run(dd, &b, &["--epochs", "2"]));
     let bs = b.to_str().unwrap();
     let resume = |extra: &[&str]| {
         let mut args = vec!["train", "--resume", bs, "--data-dir", dd];
         args.extend(extra);
-        bin().args(&args).output().unwrap()
+        ssvae(&args)
     };
     // A milestone inside the trained epochs would change their rate: refused, B untouched.
     let refused = resume(&["--epochs", "3", "--lr-milestones", "1"]);

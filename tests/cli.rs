@@ -2,81 +2,10 @@
 //! checkpoint, `eval` and `sample` read it, impossible flags and corrupt checkpoints fail with
 //! a clear message, and a diverging run stops with the last good checkpoint named.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cli_support;
 
-fn data_dir() -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
-    assert!(
-        dir.join("digits").is_dir(),
-        "these tests need the shared datasets at {} (a folder shared/datasets next to the checkout)",
-        dir.display()
-    );
-    dir.to_string_lossy().into_owned()
-}
-
-/// A fresh, empty directory for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}"));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn ssvae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ssvae"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = ssvae(args);
-    assert!(
-        out.status.success(),
-        "ssvae {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs `args`, expects failure, returns stderr.
-fn fails(args: &[&str]) -> String {
-    let out = ssvae(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "ssvae {args:?} succeeded; stderr: {err}"
-    );
-    // A "notice:" line (e.g. --device auto falling back to the CPU) may come first.
-    assert!(err.lines().any(|l| l.starts_with("error: ")), "{err}");
-    err
-}
-
-/// `train` on digits with a small M2 into `out`, plus extra arguments.
-fn train_args<'a>(dd: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "train",
-        "--dataset",
-        "digits",
-        "--labels",
-        "50",
-        "--hidden",
-        "32",
-        "--z-dim",
-        "4",
-        "--batch-size",
-        "64",
-        "--labelled-batch",
-        "25",
-        "--data-dir",
-        dd,
-        "--out",
-        out,
-    ];
-    v.extend_from_slice(extra);
-    v
-}
+use cli_support::{data_dir, fails, ok, temp_dir, train_args};
+use std::path::Path;
 
 /// Width and height of a PNG, decoding it fully (so a broken file fails here).
 fn png_size(path: &Path) -> (u32, u32) {
