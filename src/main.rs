@@ -13,8 +13,8 @@ use ssvae::rng::Rng;
 use ssvae::train::checkpoint::{self, RunConfig};
 use ssvae::train::log::MetricsLog;
 use ssvae::train::{
-    evaluate_all, fit_with, grid, iwae_bound, EpochReport, Observer, StepInfo, TrainConfig,
-    TrainState, INIT_STREAM,
+    evaluate_all, fit_with, grid, iwae_bound, predict, EpochReport, Observer, StepInfo,
+    TrainConfig, TrainState, INIT_STREAM,
 };
 use ssvae::{bench, Device, Error, Result};
 use std::io::{IsTerminal, Write};
@@ -114,6 +114,10 @@ enum Command {
         /// (0 skips it; 5000 is the usual choice)
         #[arg(long, default_value_t = 0)]
         iwae_k: usize,
+        /// Also print the test set's confusion matrix (a row per true class, a column per
+        /// predicted class or cluster) with each class's error
+        #[arg(long)]
+        confusion: bool,
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// auto | cpu | cuda
@@ -366,9 +370,10 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
         Command::Eval {
             dir,
             iwae_k,
+            confusion,
             data_dir,
             device,
-        } => eval_cmd(&dir, iwae_k, data_dir, parse_device(&device)?),
+        } => eval_cmd(&dir, iwae_k, confusion, data_dir, parse_device(&device)?),
         Command::Sample {
             dir,
             out,
@@ -635,8 +640,62 @@ fn pct(v: f64) -> String {
     format!("{:.2}%", 100.0 * v)
 }
 
+/// The confusion matrix of `pred` against `y` as text: a row per true class with its count
+/// per predicted class (or cluster, when `clustering`) and the class's error (the share not
+/// predicted as itself; for clusters, not in the cluster the Hungarian map gives the class).
+fn confusion_table(
+    pred: &[usize],
+    y: &[u8],
+    k_pred: usize,
+    k_true: usize,
+    clustering: bool,
+) -> Result<String> {
+    let c = ssvae::metrics::confusion(pred, y, k_pred, k_true)?;
+    // The column that counts as right for each true class.
+    let right: Vec<Option<usize>> = if clustering {
+        let map = ssvae::metrics::hungarian_map(pred, y, k_pred)?;
+        (0..k_true)
+            .map(|t| map.iter().position(|m| *m == Some(t)))
+            .collect()
+    } else {
+        (0..k_true).map(Some).collect()
+    };
+    let width = pred.len().to_string().len().max(3);
+    let mut s = format!(
+        "confusion (rows: true class, columns: predicted {})\n{:>5}",
+        if clustering { "cluster" } else { "class" },
+        "",
+    );
+    for p in 0..k_pred {
+        s += &format!(" {p:>width$}");
+    }
+    s += "   error\n";
+    for t in 0..k_true {
+        let row: Vec<usize> = (0..k_pred).map(|p| c[p][t]).collect();
+        let total: usize = row.iter().sum();
+        let ok = right[t].map_or(0, |p| row[p]);
+        s += &format!("{t:>5}");
+        for n in &row {
+            s += &format!(" {n:>width$}");
+        }
+        let err = if total == 0 {
+            "—".to_string()
+        } else {
+            pct((total - ok) as f64 / total as f64)
+        };
+        s += &format!("  {err:>6}\n");
+    }
+    Ok(s)
+}
+
 /// `eval DIR`.
-fn eval_cmd(dir: &Path, iwae_k: usize, data_dir: Option<PathBuf>, device: Device) -> Result<()> {
+fn eval_cmd(
+    dir: &Path,
+    iwae_k: usize,
+    confusion: bool,
+    data_dir: Option<PathBuf>,
+    device: Device,
+) -> Result<()> {
     let (ckpt, mut rc, model) = checkpoint::load_model(dir, device)?;
     rc.train.device = device;
     let tt = load_run_data(&rc, data_dir)?;
@@ -661,6 +720,11 @@ fn eval_cmd(dir: &Path, iwae_k: usize, data_dir: Option<PathBuf>, device: Device
     if let (Some(a), Some(n)) = (ev.acc, ev.nmi) {
         println!("clustering ACC   {}", pct(a));
         println!("clustering NMI   {n:.4}");
+    }
+    if confusion {
+        let (pred, k) = predict(model.as_ref(), &tt.test, &rc.train)?;
+        let table = confusion_table(&pred, &tt.test.y, k, tt.test.classes, clustering)?;
+        print!("{table}");
     }
     if iwae_k > 0 {
         let bar = (std::io::stdout().is_terminal()).then(|| {

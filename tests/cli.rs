@@ -75,6 +75,30 @@ fn train_eval_sample_on_digits() {
     // The reported test error is the one of the last CSV row.
     let err_csv: f64 = lines[2].split(',').nth(7).unwrap().parse().unwrap();
     assert!(ev.contains(&format!("{:.2}%", 100.0 * err_csv)), "{ev}");
+    // The confusion matrix: a row per true class, a column per predicted class, then the
+    // class's error; its off-diagonal share is the test error.
+    let cm = ok(&["eval", d, "--data-dir", &dd, "--confusion"]);
+    let rows: Vec<Vec<&str>> = cm
+        .lines()
+        .skip_while(|l| !l.starts_with("confusion (rows: true class"))
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 10, "{cm}");
+    let (mut total, mut wrong) = (0usize, 0usize);
+    for (t, r) in rows.iter().enumerate() {
+        assert_eq!((r[0], r.len()), (t.to_string().as_str(), 12), "{cm}");
+        let counts: Vec<usize> = r[1..11].iter().map(|c| c.parse().unwrap()).collect();
+        let n: usize = counts.iter().sum();
+        assert_eq!(
+            r[11],
+            format!("{:.2}%", 100.0 * (n - counts[t]) as f64 / n as f64),
+            "{cm}"
+        );
+        total += n;
+        wrong += n - counts[t];
+    }
+    assert_eq!(wrong as f64 / total as f64, err_csv, "{cm}");
 
     // Class-conditional grid: 10 classes × 10 samples of 8×8 with 1-pixel gaps.
     let png = dir.join("grid.png");
@@ -338,5 +362,29 @@ fn gmvae_reports_test_error_only_when_trained_with_labels() {
             !col("test_acc").is_empty(),
             "ACC is reported either way: {csv}"
         );
+        // The confusion matrix of a clustering run has cluster columns, and its per-class
+        // errors (under the Hungarian map) add up to 1 − ACC; trained with labels, to the test
+        // error.
+        let cm = ok(&["eval", d, "--data-dir", &dd, "--confusion"]);
+        let kind = if want_error { "class" } else { "cluster" };
+        assert!(cm.contains(&format!("columns: predicted {kind})")), "{cm}");
+        let (mut total, mut wrong) = (0.0f64, 0.0f64);
+        for line in cm
+            .lines()
+            .skip_while(|l| !l.starts_with("confusion"))
+            .skip(2)
+        {
+            let r: Vec<&str> = line.split_whitespace().collect();
+            let n: f64 = r[1..11].iter().map(|c| c.parse::<f64>().unwrap()).sum();
+            let err: f64 = r[11].trim_end_matches('%').parse().unwrap();
+            total += n;
+            wrong += (err / 100.0 * n).round();
+        }
+        let want: f64 = if want_error {
+            col("test_error").parse().unwrap()
+        } else {
+            1.0 - col("test_acc").parse::<f64>().unwrap()
+        };
+        assert!((wrong / total - want).abs() < 1e-12, "{cm}\nwant {want}");
     }
 }

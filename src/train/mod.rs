@@ -174,19 +174,17 @@ pub fn evaluate_all(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Resul
 }
 
 fn evaluate_inner(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<Evaluation> {
+    let (pred, clusters) = if model.classifies() {
+        predict_inner(model, ds, cfg)?
+    } else {
+        (Vec::new(), 0)
+    };
     let mut rng = Rng::new(cfg.seed, EVAL_STREAM);
-    let mut pred = Vec::with_capacity(ds.n);
-    let mut clusters = 0usize;
     let mut elbo_sum = 0.0f64;
-    let all: Vec<usize> = (0..ds.n).collect();
-    for chunk in all.chunks(cfg.eval_batch.max(1)) {
-        let (x, _) = batch_tensor(ds, chunk, cfg.device)?;
-        if model.classifies() {
-            let logits = model.classify(&x)?;
-            clusters = logits.dim("evaluate", 1)?;
-            pred.extend(logits.argmax_rows()?);
-        }
-        if model.has_elbo() {
+    if model.has_elbo() {
+        let all: Vec<usize> = (0..ds.n).collect();
+        for chunk in all.chunks(cfg.eval_batch.max(1)) {
+            let (x, _) = batch_tensor(ds, chunk, cfg.device)?;
             elbo_sum += model.neg_elbo(&x, &mut rng)?.sum_all()?.to_scalar()? as f64;
         }
     }
@@ -206,6 +204,39 @@ fn evaluate_inner(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<
         acc,
         nmi,
     })
+}
+
+/// argmax q(y|x) for every example of `ds`, and the number of classes (or clusters) of q
+/// (evaluation mode, no gradients). Errors when the model does not classify.
+pub fn predict(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<(Vec<usize>, usize)> {
+    if !model.classifies() {
+        return Err(Error::invalid(
+            "predict",
+            format!("{} has no q(y|x) to predict with", model.name()),
+        ));
+    }
+    let _g = no_grad();
+    model.set_training(false);
+    let out = predict_inner(model, ds, cfg);
+    model.set_training(true);
+    out
+}
+
+fn predict_inner(
+    model: &dyn Model,
+    ds: &Dataset,
+    cfg: &TrainConfig,
+) -> Result<(Vec<usize>, usize)> {
+    let mut pred = Vec::with_capacity(ds.n);
+    let mut clusters = 0usize;
+    let all: Vec<usize> = (0..ds.n).collect();
+    for chunk in all.chunks(cfg.eval_batch.max(1)) {
+        let (x, _) = batch_tensor(ds, chunk, cfg.device)?;
+        let logits = model.classify(&x)?;
+        clusters = logits.dim("predict", 1)?;
+        pred.extend(logits.argmax_rows()?);
+    }
+    Ok((pred, clusters))
 }
 
 /// Test error of argmax q(y|x) (NaN when the model does not classify), and the mean negative
