@@ -13,7 +13,7 @@ use ssvae::rng::Rng;
 use ssvae::train::checkpoint::{self, RunConfig};
 use ssvae::train::log::MetricsLog;
 use ssvae::train::{
-    evaluate_all, fit_with, grid, iwae_bound, predict, EpochReport, Observer, StepInfo,
+    evaluate_all, fit_with, grid, iwae_bound, predict, EpochReport, Evaluation, Observer, StepInfo,
     TrainConfig, TrainState, INIT_STREAM,
 };
 use ssvae::{bench, Device, Error, Result};
@@ -52,6 +52,10 @@ enum Command {
         /// (labelled examples included; papers differ on this).
         #[arg(long, default_value_t = 100)]
         labels: usize,
+        /// Hold out N random training examples (never labelled, not in the unlabelled pool)
+        /// and report the error and ELBO on them after every epoch (val_error, val_elbo)
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        validation: usize,
         #[arg(long, default_value_t = 10)]
         epochs: usize,
         /// Unlabelled examples per step
@@ -180,9 +184,19 @@ fn is_clustering(spec: &ModelSpec) -> bool {
 }
 
 /// The semi-supervised split of a run, with errors phrased for `--labels`.
-fn make_split(train: &Dataset, labels: usize, seed: u64) -> Result<SemiSupervised> {
-    data::split(&train.y, train.classes, labels, 0, seed).map_err(|e| match e {
-        Error::Invalid { why, .. } => Error::invalid("--labels", why),
+fn make_split(
+    train: &Dataset,
+    labels: usize,
+    validation: usize,
+    seed: u64,
+) -> Result<SemiSupervised> {
+    let flag = if validation > 0 && labels.saturating_add(validation) > train.n {
+        "--validation"
+    } else {
+        "--labels"
+    };
+    data::split(&train.y, train.classes, labels, validation, seed).map_err(|e| match e {
+        Error::Invalid { why, .. } => Error::invalid(flag, why),
         e => e,
     })
 }
@@ -240,6 +254,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             dataset,
             data_dir,
             labels,
+            validation,
             epochs,
             batch_size,
             labelled_batch,
@@ -312,7 +327,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             }
             let dir = data_dir.unwrap_or_else(data::default_data_dir);
             let tt = data::load(name, &dir)?;
-            let split = make_split(&tt.train, labels, seed)?;
+            let split = make_split(&tt.train, labels, validation, seed)?;
             let mut rng = Rng::new(seed, INIT_STREAM);
             let spec = ModelSpec {
                 kind,
@@ -343,12 +358,13 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                 use_unlabelled,
             };
             println!(
-                "training {} on {} ({} train, {} test), {} labels, alpha {}, {epochs} epochs, device {device} → {}",
+                "training {} on {} ({} train, {} test), {} labels, {} held out for validation, alpha {}, {epochs} epochs, device {device} → {}",
                 model.name(),
                 name,
                 tt.train.n,
                 tt.test.n,
                 split.labelled.len(),
+                split.validation.len(),
                 alpha.map_or("(model default)".to_string(), |a| format!("{a}")),
                 out.display()
             );
@@ -357,6 +373,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                 model: spec,
                 dataset: name.to_string(),
                 labels,
+                validation,
                 seed,
                 train: cfg,
                 epoch: 0,
@@ -465,7 +482,7 @@ fn resume_run(
         return Ok(());
     }
     let tt = load_run_data(&rc, data_dir)?;
-    let split = make_split(&tt.train, rc.labels, rc.seed)?;
+    let split = make_split(&tt.train, rc.labels, rc.validation, rc.seed)?;
     if split.labelled.len() != rc.model.n_labelled {
         return Err(Error::msg(format!(
             "the split of {} labels has {} labelled examples, the checkpoint {}",
@@ -503,6 +520,8 @@ struct CliObserver<'a> {
     rc: RunConfig,
     model: &'a dyn Model,
     log: MetricsLog,
+    /// The held-out validation examples, evaluated after every epoch (None: no validation set).
+    validation: Option<Dataset>,
     bar: Option<ProgressBar>,
     show_bar: bool,
     /// The newest checkpoint on disk.
@@ -546,10 +565,14 @@ impl Observer for CliObserver<'_> {
             pb.finish_and_clear();
         }
         let clustering = is_clustering(&self.rc.model);
-        self.log.append(r, !clustering)?;
+        let val = match &self.validation {
+            Some(ds) => Some(evaluate_all(self.model, ds, &self.rc.train)?),
+            None => None,
+        };
+        self.log.append(r, !clustering, val.as_ref())?;
         let path = checkpoint::save(self.run_dir, &self.rc, self.model, state)?;
         self.last_ckpt = Some(path);
-        println!("{}", epoch_line(r, clustering));
+        println!("{}", epoch_line(r, clustering, val.as_ref()));
         std::io::stdout()
             .flush()
             .map_err(|e| Error::io("stdout", e))?;
@@ -557,7 +580,7 @@ impl Observer for CliObserver<'_> {
     }
 }
 
-fn epoch_line(r: &EpochReport, clustering: bool) -> String {
+fn epoch_line(r: &EpochReport, clustering: bool, val: Option<&Evaluation>) -> String {
     let terms: Vec<String> = r.train.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
     let mut s = format!(
         "epoch {:>3}  {:.1}s  {:.0} ex/s  lr {:.3e}  {}",
@@ -576,6 +599,14 @@ fn epoch_line(r: &EpochReport, clustering: bool) -> String {
     if let (Some(a), Some(n)) = (r.test_acc, r.test_nmi) {
         s += &format!("  ACC {:.2}%  NMI {:.3}", 100.0 * a, n);
     }
+    if let Some(v) = val {
+        if let Some(e) = v.error.filter(|_| !clustering) {
+            s += &format!("  val error {:.2}%", 100.0 * e);
+        }
+        if let Some(e) = v.neg_elbo {
+            s += &format!("  val ELBO {:.2}", -e);
+        }
+    }
     s
 }
 
@@ -593,11 +624,17 @@ fn train_loop(
     last_ckpt: Option<PathBuf>,
 ) -> Result<()> {
     let cfg = rc.train.clone();
+    let validation = if split.validation.is_empty() {
+        None
+    } else {
+        Some(data::subset(&tt.train, &split.validation, "validation")?)
+    };
     let mut obs = CliObserver {
         run_dir,
         rc,
         model,
         log,
+        validation,
         bar: None,
         show_bar: std::io::stdout().is_terminal(),
         last_ckpt,

@@ -57,6 +57,7 @@ fn setup(epochs: usize) -> Setup {
         model: spec,
         dataset: "digits".into(),
         labels,
+        validation: 0,
         seed,
         train,
         epoch: 0,

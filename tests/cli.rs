@@ -294,6 +294,51 @@ fn divergence_stops_with_the_last_good_checkpoint_named() {
     assert!(!dir.join("LATEST").exists());
 }
 
+#[test]
+fn a_validation_set_is_held_out_and_reported_every_epoch() {
+    let dd = data_dir();
+    let dir = temp_dir("validation");
+    let d = dir.to_str().unwrap();
+    let out = ok(&train_args(
+        &dd,
+        d,
+        &["--validation", "200", "--epochs", "2", "--device", "cpu"],
+    ));
+    assert!(
+        out.contains("val error") && out.contains("val ELBO"),
+        "{out}"
+    );
+    // Resuming keeps the split (the saved --validation) and the columns.
+    ok(&["train", "--resume", d, "--epochs", "3", "--data-dir", &dd]);
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    let header: Vec<&str> = lines[0].split(',').collect();
+    assert_eq!(
+        header[header.len() - 2..],
+        ["val_error", "val_elbo"],
+        "{csv}"
+    );
+    for line in &lines[1..] {
+        let row: Vec<f64> = line.split(',').map(|c| c.parse().unwrap()).collect();
+        let (err, elbo) = (row[row.len() - 2], row[row.len() - 1]);
+        // 200 examples: the error is a multiple of 1/200; the bound is a finite log-probability.
+        assert!((0.0..=1.0).contains(&err), "{line}");
+        assert!(((err * 200.0).round() - err * 200.0).abs() < 1e-9, "{line}");
+        assert!(elbo.is_finite() && elbo < 0.0, "{line}");
+    }
+    // More validation examples than the training set holds beside the labels: refused.
+    let err = fails(&train_args(
+        &dd,
+        temp_dir("validation-too-many").to_str().unwrap(),
+        &["--validation", "5000"],
+    ));
+    assert!(
+        err.contains("--validation") && err.contains("exceed"),
+        "{err}"
+    );
+}
+
 /// A model whose loss gains terms mid-run (M1+M2 trains M1 alone for the first third) still logs
 /// one metrics.csv row per epoch under one header.
 #[test]

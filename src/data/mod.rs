@@ -23,7 +23,7 @@ use flate2::bufread::MultiGzDecoder;
 
 use crate::{Error, Result};
 
-pub use split::{batches, gather, split, Batcher, BatcherState, SemiSupervised};
+pub use split::{batches, gather, split, subset, Batcher, BatcherState, SemiSupervised};
 
 /// A labelled image dataset held in host memory.
 #[derive(Clone, Debug, PartialEq)]

@@ -16,7 +16,8 @@
 //! the same split, on every platform.
 //!
 //! [`batches`] and [`Batcher`] cut a shuffled index list into minibatches (the last, partial batch
-//! is kept); [`gather`] copies the selected records out of a [`Dataset`].
+//! is kept); [`gather`] copies the selected records out of a [`Dataset`], [`subset`] makes them
+//! a dataset of their own.
 
 use super::Dataset;
 use crate::rng::Rng;
@@ -269,6 +270,22 @@ pub struct BatcherState {
     pub epoch: usize,
     /// The shuffling generator's (seed, stream, next block), as [`Rng::state`].
     pub rng: (u64, u32, u64),
+}
+
+/// Records `idx` of `ds` as a dataset of their own (named `<ds.name>[<what>]`), e.g. a
+/// validation set cut from a training set. Error: an index ≥ `ds.n`.
+pub fn subset(ds: &Dataset, idx: &[usize], what: &str) -> Result<Dataset> {
+    let (x, y) = gather(ds, idx)?;
+    Ok(Dataset {
+        x,
+        y,
+        n: idx.len(),
+        channels: ds.channels,
+        height: ds.height,
+        width: ds.width,
+        classes: ds.classes,
+        name: format!("{}[{what}]", ds.name),
+    })
 }
 
 /// Copy records `idx` of `ds` into a contiguous `(idx.len() × dim, idx.len())` pair, in the

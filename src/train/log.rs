@@ -1,17 +1,18 @@
 //! The per-epoch metrics log `DIR/metrics.csv`:
 //!
 //! ```text
-//! epoch,wall_s,examples_per_s,<loss terms…>,test_error,test_elbo,test_acc,test_nmi
+//! epoch,wall_s,examples_per_s,<loss terms…>,test_error,test_elbo,test_acc,test_nmi[,val_error,val_elbo]
 //! ```
 //!
 //! one row per epoch, written and flushed as the epoch ends. The loss-term columns are the
 //! model's (`loss` first, then its parts, e.g. `labelled,ce,unlabelled` for M2), as means over
 //! the epoch's steps, printed with full precision (a value reads back to the same f64). A
 //! column is left empty when it has no meaning for the model (no ELBO for a plain classifier,
-//! no test error for a clustering model, whose clusters are not classes). A resumed run keeps
+//! no test error for a clustering model, whose clusters are not classes). The last two columns
+//! are there when the run holds out a validation set (`--validation N`). A resumed run keeps
 //! the rows up to its checkpoint's epoch and appends.
 
-use super::EpochReport;
+use super::{EpochReport, Evaluation};
 use crate::{Error, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -24,12 +25,16 @@ pub const METRICS_FILE: &str = "metrics.csv";
 const LEAD: [&str; 3] = ["epoch", "wall_s", "examples_per_s"];
 /// The columns after the loss terms.
 const TAIL: [&str; 4] = ["test_error", "test_elbo", "test_acc", "test_nmi"];
+/// The columns of a run with a validation set, last.
+const VALIDATION: [&str; 2] = ["val_error", "val_elbo"];
 
-/// The CSV header for a run whose loss terms are `terms`.
-pub fn header(terms: &[&str]) -> Vec<String> {
+/// The CSV header for a run whose loss terms are `terms`, with or without a validation set.
+pub fn header(terms: &[&str], validation: bool) -> Vec<String> {
+    let val: &[&str] = if validation { &VALIDATION } else { &[] };
     LEAD.iter()
         .chain(terms)
         .chain(TAIL.iter())
+        .chain(val)
         .map(|s| s.to_string())
         .collect()
 }
@@ -113,10 +118,16 @@ impl MetricsLog {
     }
 
     /// Append `r`'s row (and the header first, for a new log). `show_error`: whether the test
-    /// error column is meaningful (false for clustering models).
-    pub fn append(&mut self, r: &EpochReport, show_error: bool) -> Result<()> {
+    /// and validation error columns are meaningful (false for clustering models); `val`: the
+    /// epoch's evaluation on the validation set, for a run that has one.
+    pub fn append(
+        &mut self,
+        r: &EpochReport,
+        show_error: bool,
+        val: Option<&Evaluation>,
+    ) -> Result<()> {
         let terms: Vec<&str> = r.train.iter().map(|(n, _)| n.as_str()).collect();
-        let want = header(&terms);
+        let want = header(&terms, val.is_some());
         let mut out = String::new();
         match &self.columns {
             None => {
@@ -136,7 +147,7 @@ impl MetricsLog {
             }
             Some(_) => {}
         }
-        out.push_str(&row(r, show_error).join(","));
+        out.push_str(&row(r, show_error, val).join(","));
         out.push('\n');
         self.file
             .write_all(out.as_bytes())
@@ -151,7 +162,7 @@ fn cell(v: Option<f64>) -> String {
 }
 
 /// The cells of `r`'s row.
-fn row(r: &EpochReport, show_error: bool) -> Vec<String> {
+fn row(r: &EpochReport, show_error: bool, val: Option<&Evaluation>) -> Vec<String> {
     let mut v = vec![
         r.epoch.to_string(),
         format!("{:.3}", r.wall_s),
@@ -163,5 +174,9 @@ fn row(r: &EpochReport, show_error: bool) -> Vec<String> {
     v.push(cell(r.test_neg_elbo.map(|x| -x)));
     v.push(cell(r.test_acc));
     v.push(cell(r.test_nmi));
+    if let Some(e) = val {
+        v.push(cell(e.error.filter(|_| show_error)));
+        v.push(cell(e.neg_elbo.map(|x| -x)));
+    }
     v
 }
