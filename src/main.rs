@@ -421,37 +421,6 @@ struct ResumeChange {
     lr_gamma: Option<f32>,
 }
 
-impl ResumeChange {
-    /// Apply to `cfg`, the settings of a run that has trained `done` epochs. A new learning-rate
-    /// schedule must give every trained epoch the rate it had, or the resumed run would not be
-    /// the uninterrupted run with that schedule.
-    fn apply(self, cfg: &mut TrainConfig, done: usize) -> Result<()> {
-        if let Some(e) = self.epochs {
-            cfg.epochs = e;
-        }
-        let mut new = cfg.clone();
-        if let Some(m) = self.lr_milestones {
-            new.lr_milestones = m;
-        }
-        if let Some(g) = self.lr_gamma {
-            new.lr_gamma = g;
-        }
-        new.check_lr_schedule()?;
-        if let Some(e) = (1..=done).find(|&e| new.lr_at(e) != cfg.lr_at(e)) {
-            return Err(Error::invalid(
-                "--resume",
-                format!(
-                    "the new learning-rate schedule changes epoch {e}, already trained (rate {} → {}); milestones may be added or moved only at or after epoch {done}",
-                    cfg.lr_at(e),
-                    new.lr_at(e)
-                ),
-            ));
-        }
-        *cfg = new;
-        Ok(())
-    }
-}
-
 /// `train --resume DIR`: rebuild model, optimiser, RNG and batchers from DIR's latest
 /// checkpoint and continue to `change.epochs` (default: the run's own target), with the
 /// learning-rate schedule `change` gives, if any.
@@ -470,7 +439,11 @@ fn resume_run(
         dir.to_path_buf()
     };
     rc.train.device = device;
-    change.apply(&mut rc.train, rc.epoch)?;
+    if let Some(e) = change.epochs {
+        rc.train.epochs = e;
+    }
+    rc.train
+        .reschedule(change.lr_milestones, change.lr_gamma, rc.epoch)?;
     if rc.epoch >= rc.train.epochs {
         println!(
             "{} is already at epoch {} of {}; pass --epochs N with N > {} to train further",
@@ -677,54 +650,6 @@ fn pct(v: f64) -> String {
     format!("{:.2}%", 100.0 * v)
 }
 
-/// The confusion matrix of `pred` against `y` as text: a row per true class with its count
-/// per predicted class (or cluster, when `clustering`) and the class's error (the share not
-/// predicted as itself; for clusters, not in the cluster the Hungarian map gives the class).
-fn confusion_table(
-    pred: &[usize],
-    y: &[u8],
-    k_pred: usize,
-    k_true: usize,
-    clustering: bool,
-) -> Result<String> {
-    let c = ssvae::metrics::confusion(pred, y, k_pred, k_true)?;
-    // The column that counts as right for each true class.
-    let right: Vec<Option<usize>> = if clustering {
-        let map = ssvae::metrics::hungarian_map(pred, y, k_pred)?;
-        (0..k_true)
-            .map(|t| map.iter().position(|m| *m == Some(t)))
-            .collect()
-    } else {
-        (0..k_true).map(Some).collect()
-    };
-    let width = pred.len().to_string().len().max(3);
-    let mut s = format!(
-        "confusion (rows: true class, columns: predicted {})\n{:>5}",
-        if clustering { "cluster" } else { "class" },
-        "",
-    );
-    for p in 0..k_pred {
-        s += &format!(" {p:>width$}");
-    }
-    s += "   error\n";
-    for t in 0..k_true {
-        let row: Vec<usize> = (0..k_pred).map(|p| c[p][t]).collect();
-        let total: usize = row.iter().sum();
-        let ok = right[t].map_or(0, |p| row[p]);
-        s += &format!("{t:>5}");
-        for n in &row {
-            s += &format!(" {n:>width$}");
-        }
-        let err = if total == 0 {
-            "—".to_string()
-        } else {
-            pct((total - ok) as f64 / total as f64)
-        };
-        s += &format!("  {err:>6}\n");
-    }
-    Ok(s)
-}
-
 /// `eval DIR`.
 fn eval_cmd(
     dir: &Path,
@@ -760,7 +685,8 @@ fn eval_cmd(
     }
     if confusion {
         let (pred, k) = predict(model.as_ref(), &tt.test, &rc.train)?;
-        let table = confusion_table(&pred, &tt.test.y, k, tt.test.classes, clustering)?;
+        let table =
+            ssvae::metrics::confusion_table(&pred, &tt.test.y, k, tt.test.classes, clustering)?;
         print!("{table}");
     }
     if iwae_k > 0 {

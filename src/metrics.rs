@@ -1,4 +1,5 @@
-//! Evaluation metrics on host buffers: classification error, confusion matrices, clustering
+//! Evaluation metrics on host buffers: classification error, confusion matrices (and a
+//! printable table of one), clustering
 //! accuracy under the best one-to-one cluster→class map (the Hungarian / Kuhn–Munkres
 //! algorithm, O(n³), written here), normalized mutual information, and row-wise argmax of
 //! logits.
@@ -61,6 +62,55 @@ pub fn confusion(
         c[p][t as usize] += 1;
     }
     Ok(c)
+}
+
+/// The confusion matrix of `pred` (in `0..k_pred`) against `y` (in `0..k_true`) as text, for
+/// people: a row per true class with its count per predicted class (or cluster, when
+/// `clustering`) and the class's error — the share not predicted as itself or, for clusters,
+/// not in the cluster the Hungarian map gives the class. Errors as [`confusion`]'s.
+pub fn confusion_table(
+    pred: &[usize],
+    y: &[u8],
+    k_pred: usize,
+    k_true: usize,
+    clustering: bool,
+) -> Result<String> {
+    let c = confusion(pred, y, k_pred, k_true)?;
+    // The column that counts as right for each true class.
+    let right: Vec<Option<usize>> = if clustering {
+        let map = hungarian_map(pred, y, k_pred)?;
+        (0..k_true)
+            .map(|t| map.iter().position(|m| *m == Some(t)))
+            .collect()
+    } else {
+        (0..k_true).map(Some).collect()
+    };
+    let width = pred.len().to_string().len().max(3);
+    let mut s = format!(
+        "confusion (rows: true class, columns: predicted {})\n{:>5}",
+        if clustering { "cluster" } else { "class" },
+        "",
+    );
+    for p in 0..k_pred {
+        s += &format!(" {p:>width$}");
+    }
+    s += "   error\n";
+    for t in 0..k_true {
+        let row: Vec<usize> = (0..k_pred).map(|p| c[p][t]).collect();
+        let total: usize = row.iter().sum();
+        let ok = right[t].map_or(0, |p| row[p]);
+        s += &format!("{t:>5}");
+        for n in &row {
+            s += &format!(" {n:>width$}");
+        }
+        let err = if total == 0 {
+            "—".to_string()
+        } else {
+            format!("{:.2}%", 100.0 * (total - ok) as f64 / total as f64)
+        };
+        s += &format!("  {err:>6}\n");
+    }
+    Ok(s)
 }
 
 /// Minimum-cost perfect matching of the square `n × n` matrix `cost` (row-major): returns

@@ -298,6 +298,26 @@ fn lr_schedule_steps_like_multistep_lr() {
         let err = c.check_lr_schedule().unwrap_err().to_string();
         assert!(err.contains("--lr-gamma"), "{err}");
     }
+
+    // Rescheduling a run that has trained 3 epochs: allowed where epochs 1–3 keep their rate.
+    let mut c = setup(1).rc.train;
+    c.reschedule(Some(vec![3]), None, 3).unwrap();
+    c.reschedule(None, Some(0.5), 3).unwrap();
+    assert_eq!((c.lr_at(3), c.lr_at(4)), (1e-3, 5e-4));
+    let before = c.clone();
+    let err = c
+        .reschedule(Some(vec![2]), None, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("changes epoch 3, already trained"), "{err}");
+    let err = c.reschedule(None, Some(0.2), 4).unwrap_err().to_string();
+    assert!(err.contains("changes epoch 4"), "{err}");
+    let err = c
+        .reschedule(Some(vec![5, 4]), None, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--lr-milestones"), "{err}");
+    assert_eq!(c, before, "a refused schedule leaves the config alone");
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! every permutation on random tables), NMI against scikit-learn's values and special cases,
 //! and row-wise argmax.
 
-use ssvae::metrics::{argmax_rows, confusion, error_rate, hungarian_accuracy, hungarian_map, nmi};
+use ssvae::metrics::{
+    argmax_rows, confusion, confusion_table, error_rate, hungarian_accuracy, hungarian_map, nmi,
+};
 use ssvae::rng::Rng;
 
 /// Expand a `pred × true` count table into (pred, y) lists.
@@ -208,4 +210,38 @@ fn argmax_rows_picks_first_max_and_skips_nan() {
         argmax_rows(&[f32::NEG_INFINITY, f32::NEG_INFINITY], 2).unwrap(),
         [0]
     );
+}
+
+#[test]
+fn confusion_table_has_a_row_per_true_class_and_its_error() {
+    let cells = |t: &str| -> Vec<Vec<String>> {
+        t.lines()
+            .skip(2)
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect()
+    };
+    // Classes: 0 → predicted 0 and 1 (50% wrong), 1 → 0, 1, 1 (1 of 3 wrong), 2 → no examples.
+    let t = confusion_table(&[0, 0, 1, 1, 1], &[0, 1, 1, 1, 0], 3, 3, false).unwrap();
+    assert!(t.starts_with("confusion (rows: true class, columns: predicted class)\n"));
+    assert_eq!(
+        cells(&t),
+        [
+            ["0", "1", "1", "0", "50.00%"],
+            ["1", "1", "2", "0", "33.33%"],
+            ["2", "0", "0", "0", "—"],
+        ]
+    );
+    // As clusters, the same counts with the cluster names swapped: the Hungarian map (cluster 1
+    // → class 0, cluster 0 → class 1) decides what is right, so the errors stay.
+    let t = confusion_table(&[1, 1, 0, 0, 0], &[0, 1, 1, 1, 0], 3, 3, true).unwrap();
+    assert!(t.contains("columns: predicted cluster"), "{t}");
+    assert_eq!(
+        cells(&t),
+        [
+            ["0", "1", "1", "0", "50.00%"],
+            ["1", "2", "1", "0", "33.33%"],
+            ["2", "0", "0", "0", "—"],
+        ]
+    );
+    assert!(confusion_table(&[3], &[0], 3, 3, false).is_err());
 }

@@ -75,6 +75,38 @@ impl TrainConfig {
         (0..passed).fold(self.lr, |lr, _| lr * self.lr_gamma)
     }
 
+    /// Replace the learning-rate milestones and/or factor (None: keep) of a run that has
+    /// trained `done` epochs. The new schedule must give every trained epoch the rate it had,
+    /// or continuing would not be the uninterrupted run with that schedule; else an error
+    /// naming the first epoch it would change, and `self` is left as it was.
+    pub fn reschedule(
+        &mut self,
+        milestones: Option<Vec<usize>>,
+        gamma: Option<f32>,
+        done: usize,
+    ) -> Result<()> {
+        let mut new = self.clone();
+        if let Some(m) = milestones {
+            new.lr_milestones = m;
+        }
+        if let Some(g) = gamma {
+            new.lr_gamma = g;
+        }
+        new.check_lr_schedule()?;
+        if let Some(e) = (1..=done).find(|&e| new.lr_at(e) != self.lr_at(e)) {
+            return Err(Error::invalid(
+                "--resume",
+                format!(
+                    "the new learning-rate schedule changes epoch {e}, already trained (rate {} → {}); milestones may be added or moved only at or after epoch {done}",
+                    self.lr_at(e),
+                    new.lr_at(e)
+                ),
+            ));
+        }
+        *self = new;
+        Ok(())
+    }
+
     /// Checks the learning-rate schedule (see [`check_lr_schedule`]).
     pub fn check_lr_schedule(&self) -> Result<()> {
         check_lr_schedule(self.lr, &self.lr_milestones, self.lr_gamma)
