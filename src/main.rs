@@ -13,7 +13,7 @@ use ssvae::rng::Rng;
 use ssvae::train::checkpoint::{self, RunConfig};
 use ssvae::train::log::MetricsLog;
 use ssvae::train::{
-    evaluate_all, fit_with, grid, iwae_bound, predict, EpochReport, Evaluation, Observer, StepInfo,
+    evaluate_all, fit_with, grid, iwae_bound, EpochReport, Evaluation, Observer, StepInfo,
     TrainConfig, TrainState, INIT_STREAM,
 };
 use ssvae::{bench, Device, Error, Result};
@@ -684,9 +684,13 @@ fn eval_cmd(
         println!("clustering NMI   {n:.4}");
     }
     if confusion {
-        let (pred, k) = predict(model.as_ref(), &tt.test, &rc.train)?;
-        let table =
-            ssvae::metrics::confusion_table(&pred, &tt.test.y, k, tt.test.classes, clustering)?;
+        let table = ssvae::metrics::confusion_table(
+            &ev.predictions,
+            &tt.test.y,
+            ev.clusters,
+            tt.test.classes,
+            clustering,
+        )?;
         print!("{table}");
     }
     if iwae_k > 0 {

@@ -175,7 +175,7 @@ pub struct EpochReport {
 }
 
 /// What [`evaluate_all`] measures on a dataset; `None` where the model lacks the part.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Evaluation {
     /// Error rate of argmax q(y|x).
     pub error: Option<f64>,
@@ -185,6 +185,11 @@ pub struct Evaluation {
     pub acc: Option<f64>,
     /// NMI of argmax q(y|x) against the labels.
     pub nmi: Option<f64>,
+    /// argmax q(y|x) per example (empty when the model does not classify), for confusion
+    /// matrices and the like.
+    pub predictions: Vec<usize>,
+    /// The number of classes (or clusters) of q(y|x); 0 when the model does not classify.
+    pub clusters: usize,
 }
 
 /// Rows `idx` of `ds` as an [n, D] tensor and their labels.
@@ -206,17 +211,19 @@ pub fn evaluate_all(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Resul
 }
 
 fn evaluate_inner(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<Evaluation> {
-    let (pred, clusters) = if model.classifies() {
-        predict_inner(model, ds, cfg)?
-    } else {
-        (Vec::new(), 0)
-    };
     let mut rng = Rng::new(cfg.seed, EVAL_STREAM);
+    let mut pred = Vec::with_capacity(ds.n);
+    let mut clusters = 0usize;
     let mut elbo_sum = 0.0f64;
-    if model.has_elbo() {
-        let all: Vec<usize> = (0..ds.n).collect();
-        for chunk in all.chunks(cfg.eval_batch.max(1)) {
-            let (x, _) = batch_tensor(ds, chunk, cfg.device)?;
+    let all: Vec<usize> = (0..ds.n).collect();
+    for chunk in all.chunks(cfg.eval_batch.max(1)) {
+        let (x, _) = batch_tensor(ds, chunk, cfg.device)?;
+        if model.classifies() {
+            let logits = model.classify(&x)?;
+            clusters = logits.dim("evaluate", 1)?;
+            pred.extend(logits.argmax_rows()?);
+        }
+        if model.has_elbo() {
             elbo_sum += model.neg_elbo(&x, &mut rng)?.sum_all()?.to_scalar()? as f64;
         }
     }
@@ -235,40 +242,9 @@ fn evaluate_inner(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<
         neg_elbo,
         acc,
         nmi,
+        predictions: pred,
+        clusters,
     })
-}
-
-/// argmax q(y|x) for every example of `ds`, and the number of classes (or clusters) of q
-/// (evaluation mode, no gradients). Errors when the model does not classify.
-pub fn predict(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<(Vec<usize>, usize)> {
-    if !model.classifies() {
-        return Err(Error::invalid(
-            "predict",
-            format!("{} has no q(y|x) to predict with", model.name()),
-        ));
-    }
-    let _g = no_grad();
-    model.set_training(false);
-    let out = predict_inner(model, ds, cfg);
-    model.set_training(true);
-    out
-}
-
-fn predict_inner(
-    model: &dyn Model,
-    ds: &Dataset,
-    cfg: &TrainConfig,
-) -> Result<(Vec<usize>, usize)> {
-    let mut pred = Vec::with_capacity(ds.n);
-    let mut clusters = 0usize;
-    let all: Vec<usize> = (0..ds.n).collect();
-    for chunk in all.chunks(cfg.eval_batch.max(1)) {
-        let (x, _) = batch_tensor(ds, chunk, cfg.device)?;
-        let logits = model.classify(&x)?;
-        clusters = logits.dim("predict", 1)?;
-        pred.extend(logits.argmax_rows()?);
-    }
-    Ok((pred, clusters))
 }
 
 /// Test error of argmax q(y|x) (NaN when the model does not classify), and the mean negative

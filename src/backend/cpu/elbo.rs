@@ -52,8 +52,7 @@ use super::pool;
 use rayon::prelude::*;
 
 use super::gumbel::{log_softmax_row, rows_per_task};
-use crate::backend::vae::check_len;
-use crate::backend::vae::{ClassQ, ElboArgs};
+use crate::backend::vae::{check_len, ClassQ, ElboArgs};
 use crate::{Error, Result};
 
 /// The per-element likelihood p(x | decoder output).

@@ -32,8 +32,7 @@ use super::pool;
 use rayon::prelude::*;
 
 use super::gumbel::{log_softmax_row, rows_per_task};
-use crate::backend::vae::{check_len, numel};
-use crate::backend::vae::{MixClass, MixupLossArgs, MixupSrc};
+use crate::backend::vae::{check_len, numel, MixClass, MixupLossArgs, MixupSrc};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
