@@ -104,6 +104,11 @@ enum Command {
         /// auto | cpu | cuda | cuda:N (auto: CUDA when a driver and a GPU are present, else the CPU)
         #[arg(long, default_value = "auto")]
         device: String,
+        /// m1m2: freeze M1 after epoch E and train the upper M2 alone from then on, on features
+        /// resampled from the frozen q(z1|x) (the paper's protocol; faster epochs). With
+        /// --resume: only where it leaves the epochs already trained unchanged.
+        #[arg(long, value_name = "E")]
+        freeze_m1_after: Option<usize>,
         /// M2: compose the ELBO from primitives instead of the fused VAE ops (same maths and
         /// random draws; for comparison and benchmarking)
         #[arg(long)]
@@ -238,13 +243,14 @@ fn given_flags(matches: &clap::ArgMatches, sub: &str) -> Vec<String> {
 }
 
 /// Flags of `train` that `--resume` accepts (the rest come from the checkpoint).
-const RESUME_FLAGS: [&str; 6] = [
+const RESUME_FLAGS: [&str; 7] = [
     "resume",
     "epochs",
     "device",
     "data_dir",
     "lr_milestones",
     "lr_gamma",
+    "freeze_m1_after",
 ];
 
 fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
@@ -271,6 +277,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             overwrite,
             steps_per_epoch,
             device,
+            freeze_m1_after,
             unfused,
         } => {
             let device = parse_device(&device)?;
@@ -286,7 +293,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                     return Err(Error::invalid(
                         "--resume",
                         format!(
-                            "continues the run in {} with its saved settings, so {} cannot be given (allowed: --epochs, --device, --data-dir, --lr-milestones, --lr-gamma)",
+                            "continues the run in {} with its saved settings, so {} cannot be given (allowed: --epochs, --device, --data-dir, --lr-milestones, --lr-gamma, --freeze-m1-after)",
                             dir.display(),
                             extra.join(", ")
                         ),
@@ -297,6 +304,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                     epochs: was_given("epochs").then_some(epochs),
                     lr_milestones: was_given("lr_milestones").then_some(lr_milestones),
                     lr_gamma: was_given("lr_gamma").then_some(lr_gamma),
+                    freeze_m1_after,
                 };
                 return resume_run(&dir, change, device, data_dir);
             }
@@ -341,6 +349,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                 n_train: tt.train.n,
                 n_labelled: split.labelled.len(),
                 fused: !unfused,
+                freeze_m1_after,
             };
             let model = models::build(&spec, &mut rng, device)?;
             let use_unlabelled = kind != ModelKind::Classifier;
@@ -419,18 +428,20 @@ struct ResumeChange {
     epochs: Option<usize>,
     lr_milestones: Option<Vec<usize>>,
     lr_gamma: Option<f32>,
+    freeze_m1_after: Option<usize>,
 }
 
 /// `train --resume DIR`: rebuild model, optimiser, RNG and batchers from DIR's latest
 /// checkpoint and continue to `change.epochs` (default: the run's own target), with the
-/// learning-rate schedule `change` gives, if any.
+/// learning-rate schedule and M1 freezing `change` gives, if any.
 fn resume_run(
     dir: &Path,
     change: ResumeChange,
     device: Device,
     data_dir: Option<PathBuf>,
 ) -> Result<()> {
-    let (ckpt, mut rc, model) = checkpoint::load_model(dir, device)?;
+    let ckpt = checkpoint::resolve(dir)?;
+    let mut rc = checkpoint::load_config(&ckpt)?;
     // The run directory: DIR itself, or the parent when DIR is a checkpoint directory.
     let run_dir = if ckpt == dir {
         dir.parent()
@@ -444,6 +455,9 @@ fn resume_run(
     }
     rc.train
         .reschedule(change.lr_milestones, change.lr_gamma, rc.epoch)?;
+    if let Some(e) = change.freeze_m1_after {
+        rc.model.freeze_m1_from(e, rc.epoch)?;
+    }
     if rc.epoch >= rc.train.epochs {
         println!(
             "{} is already at epoch {} of {}; pass --epochs N with N > {} to train further",
@@ -454,6 +468,7 @@ fn resume_run(
         );
         return Ok(());
     }
+    let model = checkpoint::build_model(&ckpt, &rc, device)?;
     let tt = load_run_data(&rc, data_dir)?;
     let split = make_split(&tt.train, rc.labels, rc.validation, rc.seed)?;
     if split.labelled.len() != rc.model.n_labelled {

@@ -1,8 +1,9 @@
 //! Checkpoints: save → load round trips (tensors, predictions, optimiser state), exact resume
 //! (2 epochs straight = 1 epoch + resume, bit for bit, through the `ssvae` binary, also with a
-//! learning-rate milestone added on resume), the step schedule of the learning rate, a NaN that
-//! stops training while the last good checkpoint stays intact and loadable, and clear errors
-//! for mismatched or mixed checkpoint files. Small M2 models on the shared digits set.
+//! learning-rate milestone added on resume), M1+M2's M1 freeze (also added on resume), the
+//! step schedule of the learning rate, a NaN that stops training while the last good
+//! checkpoint stays intact and loadable, and clear errors for mismatched or mixed checkpoint
+//! files. Small M2 models on the shared digits set.
 
 use ssvae::data::{self, SemiSupervised, TrainTest};
 use ssvae::models::{self, Arch, Model, ModelKind, ModelSpec};
@@ -38,6 +39,7 @@ fn setup(epochs: usize) -> Setup {
         n_train: tt.train.n,
         n_labelled: split.labelled.len(),
         fused: true,
+        freeze_m1_after: None,
     };
     let train = TrainConfig {
         epochs,
@@ -393,6 +395,121 @@ fn a_milestone_added_on_resume_matches_a_straight_run_with_it() {
     assert_eq!(rc.train.lr_milestones, [2], "the schedule is saved");
     let (_, _, ma) = checkpoint::load_model(&a, Device::Cpu).unwrap();
     assert_eq!(values(ma.as_ref()), values(mb.as_ref()));
+}
+
+#[test]
+fn freezing_m1_stops_m1_from_that_epoch_on_also_when_added_on_resume() {
+    let dd = data_dir();
+    let dd = dd.as_str();
+    let csv_rows = |dir: &Path| -> Vec<Vec<String>> {
+        let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        csv.lines()
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect()
+    };
+    // M1's terms (not computed while it is frozen) read 0 in the frozen epochs only.
+    let m1_terms_zero = |rows: &[Vec<String>]| -> Vec<bool> {
+        let col = |name: &str| rows[0].iter().position(|c| c == name).unwrap();
+        rows[1..]
+            .iter()
+            .map(|r| r[col("rec")] == "0" && r[col("kl")] == "0")
+            .collect()
+    };
+    // Straight 3-epoch M1+M2 runs, one with M1 frozen after epoch 2: epochs 1–2 are the same
+    // to the bit (timing aside), epoch 3 differs.
+    let (a, b) = (temp_dir("cli-freeze-a"), temp_dir("cli-freeze-b"));
+    let three = ["--model", "m1m2", "--epochs", "3"];
+    let mut frozen = three.to_vec();
+    frozen.extend(["--freeze-m1-after", "2"]);
+    ok(&digits_run(dd, &a, &frozen));
+    ok(&digits_run(dd, &b, &three));
+    let (ca, cb) = (
+        csv_without_timing(&a.join("metrics.csv")),
+        csv_without_timing(&b.join("metrics.csv")),
+    );
+    assert_eq!(ca[..3], cb[..3]);
+    assert_ne!(ca[3], cb[3]);
+    assert_eq!(m1_terms_zero(&csv_rows(&a)), [false, false, true]);
+    assert_eq!(m1_terms_zero(&csv_rows(&b)), [false, false, false]);
+
+    // A 2-epoch run resumed to 4 with M1 frozen after epoch 2, then to 5 (the freeze is saved):
+    // every M1 tensor keeps its epoch-2 value, every upper-M2 tensor trains.
+    let c = temp_dir("cli-freeze-c");
+    ok(&digits_run(dd, &c, &["--model", "m1m2", "--epochs", "2"]));
+    let (_, _, at_2) = checkpoint::load_model(&c, Device::Cpu).unwrap();
+    let at_2 = values(at_2.as_ref());
+    let cs = c.to_str().unwrap();
+    let resume = |epochs: &'static str, after: Option<&'static str>| {
+        let mut v = vec![
+            "train",
+            "--resume",
+            cs,
+            "--data-dir",
+            dd,
+            "--epochs",
+            epochs,
+        ];
+        if let Some(e) = after {
+            v.extend(["--freeze-m1-after", e]);
+        }
+        v
+    };
+    // Freezing after epoch 1 would change epoch 2, already trained: refused, C untouched.
+    let err = fails(&resume("4", Some("1")));
+    assert!(
+        err.contains("--freeze-m1-after") && err.contains("after epoch 2 or later"),
+        "{err}"
+    );
+    assert_eq!(
+        checkpoint::load_config(&checkpoint::resolve(&c).unwrap())
+            .unwrap()
+            .epoch,
+        2
+    );
+    ok(&resume("4", Some("2")));
+    ok(&resume("5", None));
+    let (_, rc, model) = checkpoint::load_model(&c, Device::Cpu).unwrap();
+    assert_eq!((rc.epoch, rc.model.freeze_m1_after), (5, Some(2)));
+    for ((name, v2), (_, v5)) in at_2.iter().zip(&values(model.as_ref())) {
+        if name.starts_with("m1.") {
+            assert_eq!(v2, v5, "{name} moved while M1 was frozen");
+        } else {
+            assert_ne!(v2, v5, "{name} did not train");
+        }
+    }
+    assert_eq!(
+        m1_terms_zero(&csv_rows(&c)),
+        [false, false, true, true, true]
+    );
+}
+
+#[test]
+fn freezing_m1_is_refused_for_other_models() {
+    let dd = data_dir();
+    let dd = dd.as_str();
+    let dir = temp_dir("cli-freeze-m2");
+    let err = fails(&digits_run(dd, &dir, &["--freeze-m1-after", "1"]));
+    assert!(
+        err.contains("--freeze-m1-after: applies to m1m2 only, not to m2"),
+        "{err}"
+    );
+    assert!(!checkpoint::exists(&dir));
+
+    // And on resume, for a model other than m1m2; the spec is left alone.
+    let mut spec = setup(1).rc.model;
+    let err = spec.freeze_m1_from(5, 0).unwrap_err().to_string();
+    assert!(err.contains("applies to m1m2 only"), "{err}");
+    assert_eq!(spec.freeze_m1_after, None);
+    // An m1m2 frozen after epoch 4 that has trained 3 epochs: moving the freeze later than 3 is
+    // allowed, earlier is not, and a run past the freeze cannot move it.
+    spec.kind = ModelKind::M1M2;
+    spec.freeze_m1_from(4, 3).unwrap();
+    spec.freeze_m1_from(3, 3).unwrap();
+    spec.freeze_m1_from(10, 3).unwrap();
+    assert!(spec.freeze_m1_from(2, 3).is_err());
+    assert_eq!(spec.freeze_m1_after, Some(10));
+    let err = spec.freeze_m1_from(20, 11).unwrap_err().to_string();
+    assert!(err.contains("M1 frozen after epoch 10"), "{err}");
 }
 
 #[test]

@@ -21,6 +21,7 @@ fn spec(kind: ModelKind, n_train: usize) -> ModelSpec {
         n_train,
         n_labelled: 50,
         fused: true,
+        freeze_m1_after: None,
     }
 }
 

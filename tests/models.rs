@@ -48,6 +48,7 @@ fn spec(kind: ModelKind, hidden: usize, z_dim: usize, n_labelled: usize) -> Mode
         n_train: tt.train.n,
         n_labelled,
         fused: false,
+        freeze_m1_after: None,
     }
 }
 
@@ -254,6 +255,7 @@ fn conv_spec(kind: ModelKind, input: (usize, usize, usize), classes: usize) -> M
         n_train: 8,
         n_labelled: 4,
         fused: false,
+        freeze_m1_after: None,
     }
 }
 

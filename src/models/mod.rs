@@ -133,6 +133,38 @@ pub struct ModelSpec {
     pub n_labelled: usize,
     /// Use the fused VAE kernels where the model has them.
     pub fused: bool,
+    /// m1m2 only: freeze M1 after this epoch and train the upper M2 alone from then on
+    /// ([`M1M2Config::freeze_m1_after`]); `None` trains M1 throughout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_m1_after: Option<usize>,
+}
+
+impl ModelSpec {
+    /// Freeze M1 after `epoch` in a run that has trained `done` epochs (a resume): refused for
+    /// models other than m1m2 and when it would change an epoch already trained, i.e. unless
+    /// both the old freezing epoch (none: never) and the new one are at least `done`.
+    pub fn freeze_m1_from(&mut self, epoch: usize, done: usize) -> Result<()> {
+        const FLAG: &str = "--freeze-m1-after";
+        if self.kind != ModelKind::M1M2 {
+            return Err(Error::invalid(
+                FLAG,
+                format!("applies to m1m2 only, not to {}", self.kind),
+            ));
+        }
+        let earliest = self.freeze_m1_after.map_or(epoch, |old| old.min(epoch));
+        if earliest < done {
+            return Err(Error::invalid(
+                FLAG,
+                format!(
+                    "the run has trained {done} epochs{}, so M1 can only be frozen after epoch {done} or later",
+                    self.freeze_m1_after
+                        .map_or(String::new(), |old| format!(" (M1 frozen after epoch {old})"))
+                ),
+            ));
+        }
+        self.freeze_m1_after = Some(epoch);
+        Ok(())
+    }
 }
 
 /// The KL warm-up of M1's VAE in m1 and m1m2, as a fraction of training (see [`VaeConfig`]):
@@ -180,6 +212,12 @@ pub fn build(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
     }
     if spec.arch == Arch::Conv {
         arch::conv_feature_map(spec.input)?;
+    }
+    if spec.freeze_m1_after.is_some() && spec.kind != ModelKind::M1M2 {
+        return Err(Error::invalid(
+            "--freeze-m1-after",
+            format!("applies to m1m2 only, not to {}", spec.kind),
+        ));
     }
     let width = arch::trunk_width(spec.arch, spec.hidden);
     let m2_alpha = spec
@@ -232,6 +270,7 @@ pub fn build(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
                 sigma: M1M2_SIGMA,
                 alpha: m2_alpha,
                 m1_only_fraction: M1M2_M1_ONLY,
+                freeze_m1_after: spec.freeze_m1_after,
                 activation: Activation::Softplus,
             },
             rng,

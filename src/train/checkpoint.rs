@@ -486,12 +486,20 @@ pub fn load_weights(ckpt: &Path, model: &dyn Model) -> Result<()> {
 pub fn load_model(dir: &Path, device: Device) -> Result<(PathBuf, RunConfig, Box<dyn Model>)> {
     let ckpt = resolve(dir)?;
     let cfg = load_config(&ckpt)?;
+    let model = build_model(&ckpt, &cfg, device)?;
+    Ok((ckpt, cfg, model))
+}
+
+/// The model `cfg` describes, on `device`, with the weights saved in checkpoint directory
+/// `ckpt`. `cfg` is the checkpoint's config or one edited by a resume in what does not change
+/// the parameters (e.g. [`ModelSpec::freeze_m1_after`](crate::models::ModelSpec)).
+pub fn build_model(ckpt: &Path, cfg: &RunConfig, device: Device) -> Result<Box<dyn Model>> {
     let mut rng = Rng::new(cfg.seed, INIT_STREAM);
     let model = models::build(&cfg.model, &mut rng, device)?;
     let path = ckpt.join(MODEL_FILE);
     check_position(&path, &read_file(&path)?, cfg.epoch, cfg.step)?;
-    load_weights(&ckpt, model.as_ref())?;
-    Ok((ckpt, cfg, model))
+    load_weights(ckpt, model.as_ref())?;
+    Ok(model)
 }
 
 /// The training state saved in checkpoint directory `ckpt` for `model` (whose weights were
