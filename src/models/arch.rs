@@ -24,7 +24,7 @@
 //! MLP layers are "0", "1", … (plus "out" for a decoder's last layer); conv layers are "conv1",
 //! "conv2", "fc" (encoder) and "fc1", "fc2", "deconv1", "deconv2" (decoder).
 
-use super::{Arch, Batch, Model, StepContext, Terms};
+use super::Arch;
 use crate::nn::{join, Activation, Conv2d, ConvTranspose2d, Init, Linear, Module};
 use crate::rng::Rng;
 use crate::{Device, Error, Result, Tensor};
@@ -334,84 +334,6 @@ pub fn trunk_width(arch: Arch, hidden: usize) -> usize {
     match arch {
         Arch::Mlp => hidden,
         Arch::Conv => CONV_HIDDEN,
-    }
-}
-
-/// A labels-only classifier on an encoder trunk: x → h → Linear(H→K). `build` uses it for
-/// `--model classifier --arch conv` (the MLP classifier is [`super::Classifier`]).
-pub struct TrunkClassifier {
-    pub trunk: Encoder,
-    pub out: Linear,
-    x_dim: usize,
-}
-
-impl TrunkClassifier {
-    /// A freshly initialised classifier on the `arch` trunk.
-    pub fn new(
-        arch: Arch,
-        input: (usize, usize, usize),
-        hidden: usize,
-        classes: usize,
-        rng: &mut Rng,
-        device: Device,
-    ) -> Result<Self> {
-        let trunk = encoder(arch, input, hidden, 1, rng, device)?;
-        let x_dim = input.0 * input.1 * input.2;
-        let out = Linear::new(
-            trunk.out_dim(x_dim),
-            classes,
-            Init::KaimingUniform,
-            rng,
-            device,
-        )?;
-        Ok(TrunkClassifier { trunk, out, x_dim })
-    }
-}
-
-impl Module for TrunkClassifier {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, d) = x.dims2("classifier")?;
-        if d != self.x_dim {
-            return Err(Error::shape(
-                "classifier",
-                x.dims(),
-                &[self.x_dim],
-                "input width differs from the model's",
-            ));
-        }
-        self.out.forward(&self.trunk.forward(x)?)
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
-        self.trunk.visit(&join(prefix, "trunk"), f);
-        self.out.visit(&join(prefix, "out"), f);
-    }
-}
-
-impl Model for TrunkClassifier {
-    fn name(&self) -> &'static str {
-        "classifier"
-    }
-    fn loss(&self, batch: &Batch, _ctx: &mut StepContext) -> Result<Terms> {
-        let x = batch
-            .labelled()
-            .ok_or_else(|| Error::invalid("classifier", "needs labelled data"))?;
-        let ce = self
-            .forward(x)?
-            .cross_entropy_labels(&batch.y_lab)?
-            .mean_all()?;
-        Ok(Terms {
-            loss: ce.clone(),
-            parts: vec![("ce", ce)],
-        })
-    }
-    fn classify(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward(x)
-    }
-    fn has_elbo(&self) -> bool {
-        false
-    }
-    fn neg_elbo(&self, _x: &Tensor, _rng: &mut Rng) -> Result<Tensor> {
-        Err(Error::invalid("classifier", "a classifier has no ELBO"))
     }
 }
 

@@ -1,43 +1,59 @@
-//! A plain MLP classifier trained on the labelled examples only: the baseline every
-//! semi-supervised model must beat. Same architecture as M2's q(y|x).
+//! A classifier trained on the labelled examples only: the baseline every semi-supervised model
+//! must beat. It is q(y|x) of the other models on its own: the `--arch` encoder trunk (for
+//! `mlp` one hidden layer of ReLU units, as M2's q(y|x); for `conv` the benchmark conv trunk),
+//! then Linear(H→K).
 
-use super::{Batch, Model, StepContext, Terms};
-use crate::nn::{join, Activation, Init, Linear, Module};
+use super::arch::{encoder, Encoder};
+use super::{Arch, Batch, Model, StepContext, Terms};
+use crate::nn::{join, Init, Linear, Module};
 use crate::rng::Rng;
 use crate::{Device, Error, Result, Tensor};
 
-/// x → hidden → K logits.
+/// x → trunk → h → K logits.
 pub struct Classifier {
-    hidden: Linear,
-    out: Linear,
-    activation: Activation,
+    pub trunk: Encoder,
+    pub out: Linear,
+    x_dim: usize,
 }
 
 impl Classifier {
-    /// A freshly initialised classifier.
+    /// A freshly initialised classifier on the `arch` trunk of width `hidden`.
     pub fn new(
-        x_dim: usize,
+        arch: Arch,
+        input: (usize, usize, usize),
         hidden: usize,
         classes: usize,
-        activation: Activation,
         rng: &mut Rng,
         device: Device,
     ) -> Result<Self> {
-        Ok(Classifier {
-            hidden: Linear::new(x_dim, hidden, Init::KaimingUniform, rng, device)?,
-            out: Linear::new(hidden, classes, Init::KaimingUniform, rng, device)?,
-            activation,
-        })
+        let trunk = encoder(arch, input, hidden, 1, rng, device)?;
+        let x_dim = input.0 * input.1 * input.2;
+        let out = Linear::new(
+            trunk.out_dim(x_dim),
+            classes,
+            Init::KaimingUniform,
+            rng,
+            device,
+        )?;
+        Ok(Classifier { trunk, out, x_dim })
     }
 }
 
 impl Module for Classifier {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.out
-            .forward(&self.activation.apply(&self.hidden.forward(x)?)?)
+        let (_, d) = x.dims2("classifier")?;
+        if d != self.x_dim {
+            return Err(Error::shape(
+                "classifier",
+                x.dims(),
+                &[self.x_dim],
+                "input width differs from the model's",
+            ));
+        }
+        self.out.forward(&self.trunk.forward(x)?)
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
-        self.hidden.visit(&join(prefix, "hidden"), f);
+        self.trunk.visit(&join(prefix, "trunk"), f);
         self.out.visit(&join(prefix, "out"), f);
     }
 }
@@ -48,8 +64,7 @@ impl Model for Classifier {
     }
     fn loss(&self, batch: &Batch, _ctx: &mut StepContext) -> Result<Terms> {
         let x = batch
-            .x_lab
-            .as_ref()
+            .labelled()
             .ok_or_else(|| Error::invalid("classifier", "needs labelled data"))?;
         let ce = self
             .forward(x)?

@@ -10,7 +10,6 @@ pub mod m2;
 pub mod shot;
 pub mod vae;
 
-pub use arch::TrunkClassifier;
 pub use classifier::Classifier;
 pub use gmvae::{Gmvae, GmvaeConfig};
 pub use m1::M1;
@@ -301,16 +300,8 @@ pub fn build(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
             }
             Box::new(Shot::new(cfg, rng, device)?)
         }
-        (ModelKind::Classifier, Arch::Mlp) => Box::new(Classifier::new(
-            x_dim,
-            spec.hidden,
-            spec.classes,
-            Activation::Relu,
-            rng,
-            device,
-        )?),
-        (ModelKind::Classifier, Arch::Conv) => Box::new(TrunkClassifier::new(
-            Arch::Conv,
+        (ModelKind::Classifier, arch) => Box::new(Classifier::new(
+            arch,
             spec.input,
             width,
             spec.classes,
