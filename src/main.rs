@@ -109,6 +109,10 @@ enum Command {
         /// --resume: only where it leaves the epochs already trained unchanged.
         #[arg(long, value_name = "E")]
         freeze_m1_after: Option<usize>,
+        /// shot: distribution alignment (ReMixMatch) of the interpolation targets, q(y|x)
+        /// divided by a running mean of q(y|x) and renormalised; not in SHOT-VAE, off by default
+        #[arg(long)]
+        align: bool,
         /// M2: compose the ELBO from primitives instead of the fused VAE ops (same maths and
         /// random draws; for comparison and benchmarking)
         #[arg(long)]
@@ -278,6 +282,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             steps_per_epoch,
             device,
             freeze_m1_after,
+            align,
             unfused,
         } => {
             let device = parse_device(&device)?;
@@ -350,6 +355,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                 n_labelled: split.labelled.len(),
                 fused: !unfused,
                 freeze_m1_after,
+                align,
             };
             let model = models::build(&spec, &mut rng, device)?;
             let use_unlabelled = kind != ModelKind::Classifier;

@@ -40,6 +40,7 @@ fn setup(epochs: usize) -> Setup {
         n_labelled: split.labelled.len(),
         fused: true,
         freeze_m1_after: None,
+        align: false,
     };
     let train = TrainConfig {
         epochs,

@@ -162,7 +162,7 @@ fn impossible_flags_fail_clearly() {
     let dd = data_dir();
     let dir = temp_dir("flags");
     let d = dir.to_str().unwrap();
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 13] = [
         (&["--labels", "15"], "multiple of the number of classes"),
         (&["--labels", "5000"], "class"),
         (&["--epochs", "0"], "--epochs: must be at least 1"),
@@ -182,6 +182,11 @@ fn impossible_flags_fail_clearly() {
         (
             &["--lr-milestones", "5,3"],
             "--lr-milestones: must be epochs ≥ 1 in increasing order",
+        ),
+        (&["--align"], "--align: applies to shot only, not to m2"),
+        (
+            &["--model", "shot", "--freeze-m1-after", "3"],
+            "--freeze-m1-after: applies to m1m2 only, not to shot",
         ),
     ];
     for (extra, want) in cases {

@@ -22,6 +22,7 @@ fn spec(kind: ModelKind, n_train: usize) -> ModelSpec {
         n_labelled: 50,
         fused: true,
         freeze_m1_after: None,
+        align: false,
     }
 }
 

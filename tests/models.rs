@@ -49,6 +49,7 @@ fn spec(kind: ModelKind, hidden: usize, z_dim: usize, n_labelled: usize) -> Mode
         n_labelled,
         fused: false,
         freeze_m1_after: None,
+        align: false,
     }
 }
 
@@ -141,6 +142,26 @@ fn shot_beats_chance_on_digits() {
         &config(8, 44, 32, 3e-3),
     );
     assert!(err <= 0.5, "shot test error {err}");
+}
+
+#[test]
+fn shot_with_distribution_alignment_beats_chance_and_keeps_its_marginal() {
+    let mut s = spec(ModelKind::Shot, 64, 16, 100);
+    s.align = true;
+    let model = models::build(&s, &mut Rng::new(0, 0x1417), DEV).unwrap();
+    let reports = train(model.as_ref(), &split100(), &config(8, 44, 32, 3e-3));
+    let err = reports.last().unwrap().test_error;
+    assert!(err <= 0.5, "shot --align test error {err}");
+    // The running class marginal is model state (a checkpoint saves it), not a parameter: a
+    // distribution over the 10 classes that has moved off uniform.
+    let state = nn::state(model.as_ref(), "");
+    let (_, m) = state.iter().find(|(n, _)| n == "class_marginal").unwrap();
+    let m = m.to_vec().unwrap();
+    assert!((m.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{m:?}");
+    assert!(m.iter().any(|&p| (p - 0.1).abs() > 1e-3), "{m:?}");
+    assert!(nn::parameters(model.as_ref(), "")
+        .iter()
+        .all(|(n, _)| n != "class_marginal"));
 }
 
 #[test]
@@ -256,6 +277,7 @@ fn conv_spec(kind: ModelKind, input: (usize, usize, usize), classes: usize) -> M
         n_labelled: 4,
         fused: false,
         freeze_m1_after: None,
+        align: false,
     }
 }
 

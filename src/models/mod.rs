@@ -136,6 +136,9 @@ pub struct ModelSpec {
     /// ([`M1M2Config::freeze_m1_after`]); `None` trains M1 throughout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freeze_m1_after: Option<usize>,
+    /// shot only: distribution alignment of the interpolation targets ([`ShotConfig::align`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub align: bool,
 }
 
 impl ModelSpec {
@@ -212,11 +215,20 @@ pub fn build(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
     if spec.arch == Arch::Conv {
         arch::conv_feature_map(spec.input)?;
     }
-    if spec.freeze_m1_after.is_some() && spec.kind != ModelKind::M1M2 {
-        return Err(Error::invalid(
+    for (set, flag, kind) in [
+        (
+            spec.freeze_m1_after.is_some(),
             "--freeze-m1-after",
-            format!("applies to m1m2 only, not to {}", spec.kind),
-        ));
+            ModelKind::M1M2,
+        ),
+        (spec.align, "--align", ModelKind::Shot),
+    ] {
+        if set && spec.kind != kind {
+            return Err(Error::invalid(
+                flag,
+                format!("applies to {kind} only, not to {}", spec.kind),
+            ));
+        }
     }
     let width = arch::trunk_width(spec.arch, spec.hidden);
     let m2_alpha = spec
@@ -298,6 +310,7 @@ pub fn build(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
             if let Some(a) = spec.alpha {
                 cfg.alpha = a;
             }
+            cfg.align = spec.align;
             Box::new(Shot::new(cfg, rng, device)?)
         }
         (ModelKind::Classifier, arch) => Box::new(Classifier::new(
