@@ -224,9 +224,7 @@ impl M1M2 {
             device,
         })
     }
-}
 
-impl M1M2 {
     /// Features for the upper M2: z1 ~ q(z1|x), detached (no gradient reaches M1).
     fn features(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         let _g = no_grad();
