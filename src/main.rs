@@ -246,7 +246,13 @@ fn given_flags(matches: &clap::ArgMatches, sub: &str) -> Vec<String> {
         .collect()
 }
 
-/// Flags of `train` that `--resume` accepts (the rest come from the checkpoint).
+/// The command-line spelling of a clap argument id (`lr_gamma` → `--lr-gamma`).
+fn flag_name(id: &str) -> String {
+    format!("--{}", id.replace('_', "-"))
+}
+
+/// Flags of `train` that `--resume` accepts (the rest come from the checkpoint; `resume`
+/// first).
 const RESUME_FLAGS: [&str; 7] = [
     "resume",
     "epochs",
@@ -292,15 +298,18 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                 let extra: Vec<String> = given
                     .iter()
                     .filter(|id| !RESUME_FLAGS.contains(&id.as_str()))
-                    .map(|id| format!("--{}", id.replace('_', "-")))
+                    .map(|id| flag_name(id))
                     .collect();
                 if !extra.is_empty() {
+                    let allowed: Vec<String> =
+                        RESUME_FLAGS[1..].iter().map(|id| flag_name(id)).collect();
                     return Err(Error::invalid(
                         "--resume",
                         format!(
-                            "continues the run in {} with its saved settings, so {} cannot be given (allowed: --epochs, --device, --data-dir, --lr-milestones, --lr-gamma, --freeze-m1-after)",
+                            "continues the run in {} with its saved settings, so {} cannot be given (allowed: {})",
                             dir.display(),
-                            extra.join(", ")
+                            extra.join(", "),
+                            allowed.join(", ")
                         ),
                     ));
                 }

@@ -146,17 +146,13 @@ impl ModelSpec {
     /// models other than m1m2 and when it would change an epoch already trained, i.e. unless
     /// both the old freezing epoch (none: never) and the new one are at least `done`.
     pub fn freeze_m1_from(&mut self, epoch: usize, done: usize) -> Result<()> {
-        const FLAG: &str = "--freeze-m1-after";
-        if self.kind != ModelKind::M1M2 {
-            return Err(Error::invalid(
-                FLAG,
-                format!("applies to m1m2 only, not to {}", self.kind),
-            ));
-        }
+        let mut new = self.clone();
+        new.freeze_m1_after = Some(epoch);
+        new.check_model_options()?;
         let earliest = self.freeze_m1_after.map_or(epoch, |old| old.min(epoch));
         if earliest < done {
             return Err(Error::invalid(
-                FLAG,
+                "--freeze-m1-after",
                 format!(
                     "the run has trained {done} epochs{}, so M1 can only be frozen after epoch {done} or later",
                     self.freeze_m1_after
@@ -164,7 +160,28 @@ impl ModelSpec {
                 ),
             ));
         }
-        self.freeze_m1_after = Some(epoch);
+        *self = new;
+        Ok(())
+    }
+
+    /// Refuses an option set for a model it does not apply to (`--freeze-m1-after` is m1m2's,
+    /// `--align` shot's), naming the flag.
+    fn check_model_options(&self) -> Result<()> {
+        for (set, flag, kind) in [
+            (
+                self.freeze_m1_after.is_some(),
+                "--freeze-m1-after",
+                ModelKind::M1M2,
+            ),
+            (self.align, "--align", ModelKind::Shot),
+        ] {
+            if set && self.kind != kind {
+                return Err(Error::invalid(
+                    flag,
+                    format!("applies to {kind} only, not to {}", self.kind),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -215,21 +232,7 @@ pub fn build(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
     if spec.arch == Arch::Conv {
         arch::conv_feature_map(spec.input)?;
     }
-    for (set, flag, kind) in [
-        (
-            spec.freeze_m1_after.is_some(),
-            "--freeze-m1-after",
-            ModelKind::M1M2,
-        ),
-        (spec.align, "--align", ModelKind::Shot),
-    ] {
-        if set && spec.kind != kind {
-            return Err(Error::invalid(
-                flag,
-                format!("applies to {kind} only, not to {}", spec.kind),
-            ));
-        }
-    }
+    spec.check_model_options()?;
     let width = arch::trunk_width(spec.arch, spec.hidden);
     let m2_alpha = spec
         .alpha
