@@ -117,6 +117,11 @@ enum Command {
         /// random draws; for comparison and benchmarking)
         #[arg(long)]
         unfused: bool,
+        /// Shift each training image (labelled and unlabelled) by up to N pixels per axis, a
+        /// fresh uniform offset per image and step, vacated pixels 0 (torchvision's
+        /// RandomCrop with padding N); evaluation never shifts. 0: off
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        augment_shift: usize,
     },
     /// Evaluate a checkpoint on the test set: error, ELBO, clustering ACC/NMI, and with
     /// --iwae-k K the importance-weighted bound on log p(x).
@@ -290,6 +295,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             freeze_m1_after,
             align,
             unfused,
+            augment_shift,
         } => {
             let device = parse_device(&device)?;
             let given = given_flags(matches, "train");
@@ -349,12 +355,16 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             }
             let dir = data_dir.unwrap_or_else(data::default_data_dir);
             let tt = data::load(name, &dir)?;
+            let input = (tt.train.channels, tt.train.height, tt.train.width);
+            if augment_shift > 0 {
+                data::augment::check_shift(augment_shift, input)?;
+            }
             let split = make_split(&tt.train, labels, validation, seed)?;
             let mut rng = Rng::new(seed, INIT_STREAM);
             let spec = ModelSpec {
                 kind,
                 arch,
-                input: (tt.train.channels, tt.train.height, tt.train.width),
+                input,
                 classes: tt.train.classes,
                 hidden,
                 z_dim,
@@ -380,9 +390,10 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                 eval_batch: 500,
                 steps_per_epoch,
                 use_unlabelled,
+                augment_shift,
             };
             println!(
-                "training {} on {} ({} train, {} test), {} labels, {} held out for validation, alpha {}, {epochs} epochs, device {device} → {}",
+                "training {} on {} ({} train, {} test), {} labels, {} held out for validation, alpha {}, {epochs} epochs{}, device {device} → {}",
                 model.name(),
                 name,
                 tt.train.n,
@@ -390,6 +401,11 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                 split.labelled.len(),
                 split.validation.len(),
                 alpha.map_or("(model default)".to_string(), |a| format!("{a}")),
+                if augment_shift > 0 {
+                    format!(", training images shifted by up to {augment_shift} pixels")
+                } else {
+                    String::new()
+                },
                 out.display()
             );
             let rc = RunConfig {

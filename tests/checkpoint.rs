@@ -1,6 +1,6 @@
 //! Checkpoints: save → load round trips (tensors, predictions, optimiser state), exact resume
 //! (2 epochs straight = 1 epoch + resume, bit for bit, through the `ssvae` binary, also with a
-//! learning-rate milestone added on resume), M1+M2's M1 freeze (also added on resume), the
+//! learning-rate milestone added on resume, and with shifted training images), M1+M2's M1 freeze (also added on resume), the
 //! step schedule of the learning rate, a NaN that stops training while the last good
 //! checkpoint stays intact and loadable, and clear errors for mismatched or mixed checkpoint
 //! files. Small M2 models on the shared digits set.
@@ -12,7 +12,7 @@ use ssvae::storage::Storage;
 use ssvae::train::checkpoint::{self, RunConfig};
 use ssvae::train::{fit_with, EpochReport, Observer, TrainConfig, TrainState, INIT_STREAM};
 use ssvae::{nn, Device, Error};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 mod cli_support;
 
@@ -54,6 +54,7 @@ fn setup(epochs: usize) -> Setup {
         eval_batch: 200,
         steps_per_epoch: None,
         use_unlabelled: true,
+        augment_shift: 0,
     };
     let rc = RunConfig {
         format: checkpoint::FORMAT_VERSION,
@@ -252,13 +253,19 @@ fn digits_run<'a>(dd: &'a str, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str>
     train_args(dd, out.to_str().unwrap(), &more)
 }
 
-#[test]
-fn resume_through_the_cli_matches_a_straight_run_bit_for_bit() {
+/// Two digits runs with `extra` flags, 2 epochs straight and 1 epoch + `--resume` to 2: the
+/// metrics (all but the timings) and every tensor agree to the bit. Returns the metrics and
+/// the resumed run's directory.
+fn resume_matches_a_straight_run(name: &str, extra: &[&str]) -> (Vec<String>, PathBuf) {
     let dd = data_dir();
     let dd = dd.as_str();
-    let (a, b) = (temp_dir("cli-resume-a"), temp_dir("cli-resume-b"));
-    ok(&digits_run(dd, &a, &["--epochs", "2"]));
-    ok(&digits_run(dd, &b, &["--epochs", "1"]));
+    let (a, b) = (
+        temp_dir(&format!("{name}-a")),
+        temp_dir(&format!("{name}-b")),
+    );
+    let with = |epochs: &'static str| [&["--epochs", epochs][..], extra].concat();
+    ok(&digits_run(dd, &a, &with("2")));
+    ok(&digits_run(dd, &b, &with("1")));
     let out = ok(&[
         "train",
         "--resume",
@@ -279,6 +286,24 @@ fn resume_through_the_cli_matches_a_straight_run_bit_for_bit() {
     let (_, _, ma) = checkpoint::load_model(&a, Device::Cpu).unwrap();
     let (_, _, mb) = checkpoint::load_model(&b, Device::Cpu).unwrap();
     assert_eq!(values(ma.as_ref()), values(mb.as_ref()));
+    (ca, b)
+}
+
+#[test]
+fn resume_through_the_cli_matches_a_straight_run_bit_for_bit_also_with_shifted_images() {
+    let (plain, _) = resume_matches_a_straight_run("cli-resume", &[]);
+    let (shifted, dir) =
+        resume_matches_a_straight_run("cli-resume-shift", &["--augment-shift", "1"]);
+    assert_eq!(plain[0], shifted[0], "the same columns");
+    for epoch in 1..=2 {
+        assert_ne!(
+            plain[epoch], shifted[epoch],
+            "epoch {epoch}: shifted batches train differently"
+        );
+    }
+    // The shift is part of the run's saved settings.
+    let rc = checkpoint::load_config(&checkpoint::resolve(&dir).unwrap()).unwrap();
+    assert_eq!(rc.train.augment_shift, 1);
 }
 
 #[test]

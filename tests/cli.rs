@@ -152,6 +152,8 @@ fn train_eval_sample_on_digits() {
     // ...--resume refuses settings it would ignore...
     let err = fails(&["train", "--resume", d, "--lr", "0.1"]);
     assert!(err.contains("--lr cannot be given"), "{err}");
+    let err = fails(&["train", "--resume", d, "--augment-shift", "1"]);
+    assert!(err.contains("--augment-shift cannot be given"), "{err}");
     // ...and a finished run says so.
     let out = ok(&["train", "--resume", d, "--data-dir", &dd]);
     assert!(out.contains("already at epoch 2 of 2"), "{out}");
@@ -162,7 +164,7 @@ fn impossible_flags_fail_clearly() {
     let dd = data_dir();
     let dir = temp_dir("flags");
     let d = dir.to_str().unwrap();
-    let cases: [(&[&str], &str); 13] = [
+    let cases: [(&[&str], &str); 14] = [
         (&["--labels", "15"], "multiple of the number of classes"),
         (&["--labels", "5000"], "class"),
         (&["--epochs", "0"], "--epochs: must be at least 1"),
@@ -187,6 +189,10 @@ fn impossible_flags_fail_clearly() {
         (
             &["--model", "shot", "--freeze-m1-after", "3"],
             "--freeze-m1-after: applies to m1m2 only, not to shot",
+        ),
+        (
+            &["--augment-shift", "8"],
+            "--augment-shift: a shift of 8 pixels can move a 8×8 image out of its frame; it must be below 8",
         ),
     ];
     for (extra, want) in cases {

@@ -1097,6 +1097,7 @@ mod m2_end_to_end {
             eval_batch: 100,
             steps_per_epoch: Some(1),
             use_unlabelled: true,
+            augment_shift: 0,
         };
         fit(&model, train, test, &split, &cfg, |_| Ok(())).unwrap()
     }

@@ -49,6 +49,7 @@ fn iwae_bound_is_above_the_elbo_and_grows_with_k() {
         eval_batch: 400,
         steps_per_epoch: None,
         use_unlabelled: true,
+        augment_shift: 0,
     };
     fit(
         model.as_ref(),

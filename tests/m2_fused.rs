@@ -48,6 +48,7 @@ fn train(fused: bool) -> Vec<EpochReport> {
         eval_batch: 400,
         steps_per_epoch: Some(1),
         use_unlabelled: true,
+        augment_shift: 0,
     };
     fit(&model, &tt.train, &tt.test, &split, &cfg, |_| Ok(())).unwrap()
 }

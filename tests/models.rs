@@ -66,6 +66,7 @@ fn config(epochs: usize, steps: usize, batch: usize, lr: f32) -> TrainConfig {
         eval_batch: 400,
         steps_per_epoch: Some(steps),
         use_unlabelled: true,
+        augment_shift: 0,
     }
 }
 

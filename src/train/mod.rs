@@ -59,6 +59,12 @@ pub struct TrainConfig {
     pub steps_per_epoch: Option<usize>,
     /// Use the unlabelled pool (false trains on labels alone).
     pub use_unlabelled: bool,
+    /// Shift every training image (labelled and unlabelled) by up to this many pixels per axis,
+    /// a fresh uniform offset per image and step ([`crate::data::augment::random_shift`],
+    /// drawn from the training stream); 0 (the default) trains on the images as they are.
+    /// Evaluation never shifts.
+    #[serde(default)]
+    pub augment_shift: usize,
 }
 
 /// The usual step decay: a tenth at each milestone.
@@ -195,8 +201,33 @@ pub struct Evaluation {
 /// Rows `idx` of `ds` as an [n, D] tensor and their labels.
 pub fn batch_tensor(ds: &Dataset, idx: &[usize], device: Device) -> Result<(Tensor, Vec<u32>)> {
     let (x, y) = crate::data::gather(ds, idx)?;
-    let t = Tensor::from_vec(x, [idx.len(), ds.dim()], device)?;
+    rows_to_tensor(x, y, ds, device)
+}
+
+/// Gathered rows (`x`: n records of `ds.dim()` values) and labels as an [n, D] tensor and
+/// `u32` labels.
+fn rows_to_tensor(
+    x: Vec<f32>,
+    y: Vec<u8>,
+    ds: &Dataset,
+    device: Device,
+) -> Result<(Tensor, Vec<u32>)> {
+    let t = Tensor::from_vec(x, [y.len(), ds.dim()], device)?;
     Ok((t, y.into_iter().map(u32::from).collect()))
+}
+
+/// A training batch: rows `idx` of `ds` as in [`batch_tensor`], each image shifted at random
+/// by up to `cfg.augment_shift` pixels with offsets drawn from `rng` (no draws when it is 0).
+fn training_batch(
+    ds: &Dataset,
+    idx: &[usize],
+    cfg: &TrainConfig,
+    rng: &mut Rng,
+) -> Result<(Tensor, Vec<u32>)> {
+    let (mut x, y) = crate::data::gather(ds, idx)?;
+    let shape = (ds.channels, ds.height, ds.width);
+    crate::data::augment::random_shift(&mut x, shape, cfg.augment_shift, rng)?;
+    rows_to_tensor(x, y, ds, cfg.device)
 }
 
 /// Test error, mean negative ELBO, clustering ACC and NMI of `model` on `ds` (evaluation mode,
@@ -480,6 +511,10 @@ pub fn fit_with(
         }
     }
     cfg.check_lr_schedule()?;
+    if cfg.augment_shift > 0 {
+        let shape = (train.channels, train.height, train.width);
+        crate::data::augment::check_shift(cfg.augment_shift, shape)?;
+    }
     let steps = state.steps_per_epoch(cfg);
     let mut reports = Vec::new();
     model.set_training(true);
@@ -495,7 +530,7 @@ pub fn fit_with(
                 Some(b) => {
                     let li = b.next_batch().to_vec();
                     examples += li.len();
-                    let (x, y) = batch_tensor(train, &li, cfg.device)?;
+                    let (x, y) = training_batch(train, &li, cfg, &mut state.rng)?;
                     (Some(x), y)
                 }
                 None => (None, Vec::new()),
@@ -504,7 +539,7 @@ pub fn fit_with(
                 Some(b) => {
                     let ui = b.next_batch().to_vec();
                     examples += ui.len();
-                    Some(batch_tensor(train, &ui, cfg.device)?.0)
+                    Some(training_batch(train, &ui, cfg, &mut state.rng)?.0)
                 }
                 None => None,
             };
