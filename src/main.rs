@@ -356,9 +356,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             let dir = data_dir.unwrap_or_else(data::default_data_dir);
             let tt = data::load(name, &dir)?;
             let input = (tt.train.channels, tt.train.height, tt.train.width);
-            if augment_shift > 0 {
-                data::augment::check_shift(augment_shift, input)?;
-            }
+            data::augment::check_shift(augment_shift, input)?;
             let split = make_split(&tt.train, labels, validation, seed)?;
             let mut rng = Rng::new(seed, INIT_STREAM);
             let spec = ModelSpec {

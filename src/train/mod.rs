@@ -1,7 +1,8 @@
-//! The training loop: minibatches of labelled and unlabelled examples, one Adam step per
-//! minibatch, an evaluation on the test set after each epoch. It knows models only through
-//! [`Model`]; NaN or infinity in any loss term stops training with the step and term named, and
-//! so does a non-finite test ELBO (the epoch is then not reported, so not checkpointed).
+//! The training loop: minibatches of labelled and unlabelled examples (optionally shifted at
+//! random, [`TrainConfig::augment_shift`]), one Adam step per minibatch, an evaluation on the
+//! test set after each epoch. It knows models only through [`Model`]; NaN or infinity in any
+//! loss term stops training with the step and term named, and so does a non-finite test ELBO
+//! (the epoch is then not reported, so not checkpointed).
 //!
 //! Everything that changes during training apart from the model's own tensors (Adam's moments
 //! and step count, the training RNG, both batchers' positions, the epoch and step counters)
@@ -511,10 +512,8 @@ pub fn fit_with(
         }
     }
     cfg.check_lr_schedule()?;
-    if cfg.augment_shift > 0 {
-        let shape = (train.channels, train.height, train.width);
-        crate::data::augment::check_shift(cfg.augment_shift, shape)?;
-    }
+    let shape = (train.channels, train.height, train.width);
+    crate::data::augment::check_shift(cfg.augment_shift, shape)?;
     let steps = state.steps_per_epoch(cfg);
     let mut reports = Vec::new();
     model.set_training(true);
