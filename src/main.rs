@@ -13,8 +13,8 @@ use ssvae::rng::Rng;
 use ssvae::train::checkpoint::{self, RunConfig};
 use ssvae::train::log::MetricsLog;
 use ssvae::train::{
-    evaluate_all, fit_with, grid, iwae_bound, EpochReport, Evaluation, Observer, StepInfo,
-    TrainConfig, TrainState, INIT_STREAM,
+    evaluate_all, fit_with, grid, iwae_bound, latent_activity, EpochReport, Evaluation, Observer,
+    StepInfo, TrainConfig, TrainState, INIT_STREAM,
 };
 use ssvae::{bench, Device, Error, Result};
 use std::io::{IsTerminal, Write};
@@ -136,6 +136,10 @@ enum Command {
         /// predicted class or cluster) with each class's error
         #[arg(long)]
         confusion: bool,
+        /// Also print how many latent units are active on the test set: the variance over x
+        /// of the posterior mean E[z|x] above 0.01 (Burda et al. 2016; vae, m1, m1m2's z1, shot)
+        #[arg(long)]
+        active_units: bool,
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// auto | cpu | cuda
@@ -426,9 +430,19 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             dir,
             iwae_k,
             confusion,
+            active_units,
             data_dir,
             device,
-        } => eval_cmd(&dir, iwae_k, confusion, data_dir, parse_device(&device)?),
+        } => eval_cmd(
+            &dir,
+            EvalExtras {
+                iwae_k,
+                confusion,
+                active_units,
+            },
+            data_dir,
+            parse_device(&device)?,
+        ),
         Command::Sample {
             dir,
             out,
@@ -695,13 +709,25 @@ fn pct(v: f64) -> String {
 }
 
 /// `eval DIR`.
-fn eval_cmd(
-    dir: &Path,
+/// What `eval` reports beyond error, ELBO and clustering scores.
+struct EvalExtras {
+    /// Samples of the importance-weighted bound (0: skip it).
     iwae_k: usize,
     confusion: bool,
+    active_units: bool,
+}
+
+fn eval_cmd(
+    dir: &Path,
+    extras: EvalExtras,
     data_dir: Option<PathBuf>,
     device: Device,
 ) -> Result<()> {
+    let EvalExtras {
+        iwae_k,
+        confusion,
+        active_units,
+    } = extras;
     let (ckpt, mut rc, model) = checkpoint::load_model(dir, device)?;
     rc.train.device = device;
     let tt = load_run_data(&rc, data_dir)?;
@@ -736,6 +762,22 @@ fn eval_cmd(
             clustering,
         )?;
         print!("{table}");
+    }
+    if active_units {
+        let var = latent_activity(model.as_ref(), &tt.test, &rc.train)?;
+        let active = var
+            .iter()
+            .filter(|&&v| v > ssvae::metrics::ACTIVE_UNIT_THRESHOLD)
+            .count();
+        let mut sorted = var.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let list: Vec<String> = sorted.iter().map(|v| format!("{v:.4}")).collect();
+        println!(
+            "active units     {active} of {} (Var_x E[z|x] > {}; per unit, largest first: {})",
+            var.len(),
+            ssvae::metrics::ACTIVE_UNIT_THRESHOLD,
+            list.join(" ")
+        );
     }
     if iwae_k > 0 {
         let bar = (std::io::stdout().is_terminal()).then(|| {

@@ -1,8 +1,7 @@
 //! Evaluation metrics on host buffers: classification error, confusion matrices (and a
-//! printable table of one), clustering
-//! accuracy under the best one-to-one cluster→class map (the Hungarian / Kuhn–Munkres
-//! algorithm, O(n³), written here), normalized mutual information, and row-wise argmax of
-//! logits.
+//! printable table of one), clustering accuracy under the best one-to-one cluster→class map
+//! (the Hungarian / Kuhn–Munkres algorithm, O(n³), written here), normalized mutual
+//! information, latent-unit activity (posterior collapse), and row-wise argmax of logits.
 //!
 //! They are what the papers report: test error of the M2 classifier q(y|x), and clustering ACC /
 //! NMI for unsupervised runs. NMI follows scikit-learn (≥ 0.22) exactly, including its special
@@ -307,6 +306,56 @@ pub fn nmi(pred: &[usize], y: &[u8]) -> Result<f64> {
     }
     let h = (entropy(&row) + entropy(&col)) / 2.0;
     Ok(mi / h)
+}
+
+/// The variance threshold above which a latent unit counts as active (Burda, Grosse and
+/// Salakhutdinov 2016; the same as Kingma et al.'s M1+M2 code keeping the z1 dimensions whose
+/// posterior-mean standard deviation exceeds 0.1).
+pub const ACTIVE_UNIT_THRESHOLD: f64 = 0.01;
+
+/// Activity of each latent unit: the variance over the examples of its posterior mean,
+/// A_u = Var_x(E_q(z|x)[z_u]), from `means` (n rows of `dim` values, row-major; the population
+/// variance, divided by n, accumulated in f64). A unit whose A_u is at most
+/// [`ACTIVE_UNIT_THRESHOLD`] ignores its input: its posterior is (nearly) the same for every x,
+/// the signature of posterior collapse. Errors: `dim == 0`, no rows, ragged rows, or a
+/// non-finite mean.
+pub fn active_units(means: &[f32], dim: usize) -> Result<Vec<f64>> {
+    if dim == 0 || means.is_empty() || !means.len().is_multiple_of(dim) {
+        return Err(Error::invalid(
+            "active_units",
+            format!(
+                "{} values do not form one or more rows of {dim}",
+                means.len()
+            ),
+        ));
+    }
+    if let Some(i) = means.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid(
+            "active_units",
+            format!(
+                "posterior mean {} of row {} is {}",
+                i % dim,
+                i / dim,
+                means[i]
+            ),
+        ));
+    }
+    let n = (means.len() / dim) as f64;
+    let mut mean = vec![0.0f64; dim];
+    for row in means.chunks_exact(dim) {
+        for (m, &v) in mean.iter_mut().zip(row) {
+            *m += v as f64;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut var = vec![0.0f64; dim];
+    for row in means.chunks_exact(dim) {
+        for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
+            *s += (v as f64 - m).powi(2);
+        }
+    }
+    var.iter_mut().for_each(|s| *s /= n);
+    Ok(var)
 }
 
 /// Index of the largest value in each row of the row-major `values` (`cols` columns), e.g. the

@@ -75,6 +75,12 @@ fn train_eval_sample_on_digits() {
     // The reported test error is the one of the last CSV row.
     let err_csv: f64 = lines[2].split(',').nth(7).unwrap().parse().unwrap();
     assert!(ev.contains(&format!("{:.2}%", 100.0 * err_csv)), "{ev}");
+    // M2's q(z|x,y) depends on y: no latent-unit activity, and eval says why.
+    let err = fails(&["eval", d, "--data-dir", &dd, "--active-units"]);
+    assert!(
+        err.contains("m2") && err.contains("--active-units"),
+        "{err}"
+    );
     // The confusion matrix: a row per true class, a column per predicted class, then the
     // class's error; its off-diagonal share is the test error.
     let cm = ok(&["eval", d, "--data-dir", &dd, "--confusion"]);
@@ -390,6 +396,38 @@ fn metrics_columns_stay_fixed_across_training_phases() {
         lines[0].contains("unlabelled") && lines[0].contains("ce"),
         "{csv}"
     );
+}
+
+#[test]
+fn eval_counts_the_active_latent_units_of_a_vae() {
+    let dd = data_dir();
+    let dir = temp_dir("active-units");
+    let d = dir.to_str().unwrap();
+    ok(&train_args(
+        &dd,
+        d,
+        &["--model", "vae", "--epochs", "1", "--device", "cpu"],
+    ));
+    let out = ok(&["eval", d, "--data-dir", &dd, "--active-units"]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("active units"))
+        .unwrap_or_else(|| panic!("{out}"));
+    // "active units     k of 4 (Var_x E[z|x] > 0.01; per unit, largest first: a b c d)"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (active, of): (usize, &str) = (words[2].parse().unwrap(), words[4]);
+    assert_eq!(of, "4", "{line}");
+    let var: Vec<f64> = line
+        .rsplit(": ")
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .split(' ')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(var.len(), 4, "{line}");
+    assert!(var.windows(2).all(|w| w[0] >= w[1]), "{line}");
+    assert_eq!(active, var.iter().filter(|&&v| v > 0.01).count(), "{line}");
 }
 
 /// The GMVAE is a clustering model without labels (no test error: its components are not

@@ -1,12 +1,17 @@
 //! Evaluation hooks on a small M2 trained briefly on digits: the importance-weighted bound
 //! (IWAE) sits above the ELBO and grows with K, sampling hooks give images of the right size,
-//! and models without a hook say so.
+//! latent-unit activity tells collapsed units from informative ones, and models without a hook
+//! say so.
 
 use ssvae::data;
+use ssvae::metrics::ACTIVE_UNIT_THRESHOLD;
 use ssvae::models::{self, Arch, ModelKind, ModelSpec};
 use ssvae::rng::Rng;
-use ssvae::train::{evaluate_all, fit, grid, iwae_bound, TrainConfig, INIT_STREAM};
-use ssvae::{Device, Tensor};
+use ssvae::storage::Storage;
+use ssvae::train::{
+    evaluate_all, fit, grid, iwae_bound, latent_activity, TrainConfig, INIT_STREAM,
+};
+use ssvae::{nn, Device, Tensor};
 use std::path::Path;
 
 fn spec(kind: ModelKind, n_train: usize) -> ModelSpec {
@@ -121,4 +126,64 @@ fn models_without_hooks_say_so() {
     let z = Tensor::zeros([2, 4], Device::Cpu).unwrap();
     let err = c.decode_class(&z, &z).err().unwrap();
     assert!(err.to_string().contains("classifier"), "{err}");
+}
+
+#[test]
+fn latent_activity_tells_collapsed_units_from_informative_ones() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
+    let tt = data::load(data::DatasetName::Digits, &dir).expect("shared digits dataset");
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 64,
+        labelled_batch: 25,
+        lr: 1e-3,
+        lr_milestones: Vec::new(),
+        lr_gamma: 0.1,
+        seed: 2,
+        device: Device::Cpu,
+        eval_batch: 150,
+        steps_per_epoch: None,
+        use_unlabelled: true,
+        augment_shift: 0,
+    };
+    for kind in [
+        ModelKind::Vae,
+        ModelKind::M1,
+        ModelKind::M1M2,
+        ModelKind::Shot,
+    ] {
+        let model = models::build(
+            &spec(kind, tt.train.n),
+            &mut Rng::new(2, INIT_STREAM),
+            Device::Cpu,
+        )
+        .unwrap();
+        // A fresh encoder's means depend on x: every one of the 4 units varies.
+        let var = latent_activity(model.as_ref(), &tt.test, &cfg).unwrap();
+        assert_eq!(var.len(), 4, "{kind}");
+        assert!(
+            var.iter().all(|v| v.is_finite() && *v > 0.0),
+            "{kind}: {var:?}"
+        );
+        // Zero the posterior-mean head: E[z|x] = 0 for every x, so no unit is active.
+        for (name, t) in nn::state(model.as_ref(), "") {
+            if name.contains("enc_mu.") {
+                *t.storage_mut() =
+                    Storage::from_slice(&vec![0.0; t.elem_count()], Device::Cpu).unwrap();
+            }
+        }
+        let var = latent_activity(model.as_ref(), &tt.test, &cfg).unwrap();
+        assert!(var.iter().all(|&v| v == 0.0), "{kind}: {var:?}");
+        assert!(var.iter().all(|&v| v <= ACTIVE_UNIT_THRESHOLD));
+    }
+    for kind in [ModelKind::M2, ModelKind::Gmvae, ModelKind::Classifier] {
+        let model = models::build(
+            &spec(kind, tt.train.n),
+            &mut Rng::new(2, INIT_STREAM),
+            Device::Cpu,
+        )
+        .unwrap();
+        let err = latent_activity(model.as_ref(), &tt.test, &cfg).unwrap_err();
+        assert!(err.to_string().contains("--active-units"), "{kind}: {err}");
+    }
 }

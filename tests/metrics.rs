@@ -1,10 +1,11 @@
 //! Integration tests of `ssvae::metrics`: error rate, confusion layout, Hungarian clustering
 //! accuracy (hand-computed cases, more/fewer clusters than classes, and a brute-force check over
 //! every permutation on random tables), NMI against scikit-learn's values and special cases,
-//! and row-wise argmax.
+//! latent-unit activity, and row-wise argmax.
 
 use ssvae::metrics::{
-    argmax_rows, confusion, confusion_table, error_rate, hungarian_accuracy, hungarian_map, nmi,
+    active_units, argmax_rows, confusion, confusion_table, error_rate, hungarian_accuracy,
+    hungarian_map, nmi, ACTIVE_UNIT_THRESHOLD,
 };
 use ssvae::rng::Rng;
 
@@ -244,4 +245,31 @@ fn confusion_table_has_a_row_per_true_class_and_its_error() {
         ]
     );
     assert!(confusion_table(&[3], &[0], 3, 3, false).is_err());
+}
+
+#[test]
+fn active_units_are_the_variances_of_the_posterior_means() {
+    // Three units over four examples: a constant one (collapsed), one with variance 1.25
+    // (values 0, 1, 2, 3 around 1.5) and one just below the threshold (±0.09 → 0.0081).
+    let means = [
+        5.0, 0.0, 0.09, //
+        5.0, 1.0, -0.09, //
+        5.0, 2.0, 0.09, //
+        5.0, 3.0, -0.09,
+    ];
+    let var = active_units(&means, 3).unwrap();
+    let want = [0.0, 1.25, 0.0081];
+    for (v, w) in var.iter().zip(want) {
+        assert!((v - w).abs() < 1e-9, "{var:?}");
+    }
+    let active = var.iter().filter(|&&v| v > ACTIVE_UNIT_THRESHOLD).count();
+    assert_eq!(active, 1);
+    // Bad input is an error, never a panic or a NaN.
+    for (m, d) in [(&means[..], 0), (&means[..5], 3), (&[][..], 2)] {
+        assert!(active_units(m, d).is_err(), "{} values, dim {d}", m.len());
+    }
+    let mut nan = means;
+    nan[4] = f32::NAN;
+    let e = active_units(&nan, 3).unwrap_err().to_string();
+    assert!(e.contains("posterior mean 1 of row 1"), "{e}");
 }

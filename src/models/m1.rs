@@ -107,6 +107,9 @@ impl Model for M1 {
         let (mu, _) = self.vae.encode(x)?;
         self.classify_features(&mu)
     }
+    fn latent_mean(&self, x: &Tensor) -> Result<Tensor> {
+        self.vae.latent_mean(x)
+    }
     fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         let (rec, kl, _) = self.vae.terms_rows(x, rng)?;
         rec.add(&kl)

@@ -313,6 +313,9 @@ impl Model for M1M2 {
         self.m2.classify(&mu)
     }
 
+    fn latent_mean(&self, x: &Tensor) -> Result<Tensor> {
+        self.m1.latent_mean(x)
+    }
     fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         let (mu, lv) = self.m1.encode(x)?;
         let z1 = util::reparam(&mu, &lv, rng, self.device)?;

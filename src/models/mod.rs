@@ -397,6 +397,15 @@ pub trait Model: Module {
             "importance weights (eval --iwae-k)",
         ))
     }
+    /// The mean of the x-conditioned Gaussian posterior, E_q(z|x)[z] [n, z_dim], for inputs
+    /// [n, D]: z of vae and shot, M1's z1 of m1 and m1m2 (models whose q(z|x, y) depends on y
+    /// have none). What [`crate::metrics::active_units`] measures. The default is an error.
+    fn latent_mean(&self, _x: &Tensor) -> Result<Tensor> {
+        Err(unsupported(
+            self.name(),
+            "a posterior mean of z given x alone (eval --active-units)",
+        ))
+    }
     /// Bernoulli logits of p(x | y, z) [n, D] for latent codes `z` [n, z_dim] and one-hot
     /// classes `y` [n, K]: the hook of `ssvae sample`. The default is an error.
     fn decode_class(&self, _z: &Tensor, _y: &Tensor) -> Result<Tensor> {

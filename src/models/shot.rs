@@ -399,6 +399,9 @@ impl Model for Shot {
         self.cls.forward(&h)
     }
 
+    fn latent_mean(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.encode(x)?.mu)
+    }
     fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         let k = self.cfg.classes;
         let n = x.dim("shot", 0)?;

@@ -163,6 +163,9 @@ impl Model for Vae {
     fn classify(&self, x: &Tensor) -> Result<Tensor> {
         util::zero_logits(x.dim("vae", 0)?, self.cfg.classes, self.device)
     }
+    fn latent_mean(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.encode(x)?.0)
+    }
     fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         let (rec, kl, _) = self.terms_rows(x, rng)?;
         rec.add(&kl)

@@ -10,10 +10,11 @@
 //! Tiles are separated by 1-pixel white gaps. One-channel images become a grey PNG, three
 //! channels (CIFAR-10, CHW) an RGB one.
 
+use super::in_eval_mode;
 use crate::data::Dataset;
 use crate::models::{Model, ModelSpec};
 use crate::rng::Rng;
-use crate::{no_grad, Device, Error, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
 use std::path::Path;
 
 /// The grey level of the gaps between tiles.
@@ -156,9 +157,7 @@ pub fn class_grid(
             format!("class {c} is not below the model's {num_classes} classes"),
         ));
     }
-    let _g = no_grad();
-    model.set_training(false);
-    let out = (|| {
+    in_eval_mode(model, || {
         let z = Tensor::randn([cols, z_dim], rng.next_key(cols * z_dim), device)?;
         let z = z.repeat_rows(classes.len())?;
         let ys: Vec<u32> = classes
@@ -168,9 +167,7 @@ pub fn class_grid(
         let y = Tensor::one_hot(&ys, num_classes, device)?;
         let x = model.decode_class(&z, &y)?.sigmoid()?;
         grid_of(x.to_vec()?, classes.len(), cols, spec.input)
-    })();
-    model.set_training(true);
-    out
+    })
 }
 
 /// Analogies: for each test example `indices[i]` of `ds`, a row with the image itself and
@@ -188,9 +185,7 @@ pub fn analogy_grid(
             "an analogy grid needs at least one row",
         ));
     }
-    let _g = no_grad();
-    model.set_training(false);
-    let out = (|| {
+    in_eval_mode(model, || {
         let (x, y) = super::batch_tensor(ds, indices, device)?;
         let style = model.style(&x, &Tensor::one_hot(&y, num_classes, device)?)?;
         let z = style.repeat_interleave(num_classes)?;
@@ -214,9 +209,7 @@ pub fn analogy_grid(
             num_classes + 1,
             (ds.channels, ds.height, ds.width),
         )
-    })();
-    model.set_training(true);
-    out
+    })
 }
 
 fn grid_of(

@@ -235,9 +235,15 @@ fn training_batch(
 /// no gradients, draws from a fresh [`EVAL_STREAM`] generator so that repeated evaluations of
 /// the same weights agree).
 pub fn evaluate_all(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<Evaluation> {
+    in_eval_mode(model, || evaluate_inner(model, ds, cfg))
+}
+
+/// Runs `f` with `model` in evaluation mode and no gradient recording, then puts the model
+/// back in training mode (also when `f` fails).
+pub fn in_eval_mode<T>(model: &dyn Model, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let _g = no_grad();
     model.set_training(false);
-    let out = evaluate_inner(model, ds, cfg);
+    let out = f();
     model.set_training(true);
     out
 }
@@ -279,6 +285,25 @@ fn evaluate_inner(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<
     })
 }
 
+/// The activity of each latent unit of `model` on `ds` ([`metrics::active_units`] of the
+/// posterior means [`Model::latent_mean`]; evaluation mode, no gradients). Errors: the model
+/// has no x-conditioned posterior mean, or `ds` is empty.
+pub fn latent_activity(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<Vec<f64>> {
+    let (means, dim) = in_eval_mode(model, || {
+        let mut means = Vec::new();
+        let mut dim = 0;
+        let all: Vec<usize> = (0..ds.n).collect();
+        for chunk in all.chunks(cfg.eval_batch.max(1)) {
+            let (x, _) = batch_tensor(ds, chunk, cfg.device)?;
+            let mu = model.latent_mean(&x)?;
+            dim = mu.dim("latent_activity", 1)?;
+            means.extend(mu.to_vec()?);
+        }
+        Ok((means, dim))
+    })?;
+    metrics::active_units(&means, dim)
+}
+
 /// Test error of argmax q(y|x) (NaN when the model does not classify), and the mean negative
 /// ELBO when the model has one.
 pub fn evaluate(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<(f64, Option<f64>)> {
@@ -306,8 +331,6 @@ pub fn iwae_bound(
     if ds.n == 0 {
         return Err(Error::invalid("iwae", "no examples"));
     }
-    let _g = no_grad();
-    model.set_training(false);
     let mut rng = Rng::new(seed, EVAL_STREAM ^ 0x1BAE);
     let budget = budget.max(1);
     // Examples per batch, and draws per chunk for each batch.
@@ -316,7 +339,7 @@ pub fn iwae_bound(
     let all: Vec<usize> = (0..ds.n).collect();
     let mut total = 0.0f64;
     let mut done = 0usize;
-    let result = (|| -> Result<f64> {
+    in_eval_mode(model, || {
         for chunk in all.chunks(per_batch) {
             let (x, _) = batch_tensor(ds, chunk, device)?;
             // Running log Σ exp over the chunks of draws, per example.
@@ -345,9 +368,7 @@ pub fn iwae_bound(
             progress(done, ds.n);
         }
         Ok(total / ds.n as f64)
-    })();
-    model.set_training(true);
-    result
+    })
 }
 
 /// log(eᵃ + eᵇ) without overflow.
