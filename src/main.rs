@@ -113,6 +113,11 @@ enum Command {
         /// divided by a running mean of q(y|x) and renormalised; not in SHOT-VAE, off by default
         #[arg(long)]
         align: bool,
+        /// m1m2: M2 models only the active units of z1 (running variance of the posterior mean
+        /// above 0.01, as Kingma et al.'s code keeps only those); the inactive ones are hidden
+        /// from q(y|z1) and q(z2|z1,y) and get a fixed N(0, 1) likelihood
+        #[arg(long)]
+        drop_inactive_z1: bool,
         /// M2: compose the ELBO from primitives instead of the fused VAE ops (same maths and
         /// random draws; for comparison and benchmarking)
         #[arg(long)]
@@ -298,6 +303,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             device,
             freeze_m1_after,
             align,
+            drop_inactive_z1,
             unfused,
             augment_shift,
         } => {
@@ -377,6 +383,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                 fused: !unfused,
                 freeze_m1_after,
                 align,
+                drop_inactive_z1,
             };
             let model = models::build(&spec, &mut rng, device)?;
             let use_unlabelled = kind != ModelKind::Classifier;

@@ -1,9 +1,11 @@
 //! Checkpoints: save → load round trips (tensors, predictions, optimiser state), exact resume
-//! (2 epochs straight = 1 epoch + resume, bit for bit, through the `ssvae` binary, also with a
-//! learning-rate milestone added on resume, and with shifted training images), M1+M2's M1 freeze (also added on resume), the
-//! step schedule of the learning rate, a NaN that stops training while the last good
-//! checkpoint stays intact and loadable, and clear errors for mismatched or mixed checkpoint
-//! files. Small M2 models on the shared digits set.
+//! (bit for bit: a 2-epoch run interrupted after epoch 1 and resumed = the straight run, for M2
+//! and for M1+M2 with its running z1 activity; 1 epoch + `--resume` to 2 through the `ssvae`
+//! binary, also with shifted training images and with a learning-rate milestone added on
+//! resume), M1+M2's M1 freeze (also added on resume), the step schedule of the learning rate,
+//! a NaN that stops training while the last good checkpoint stays intact and loadable, and
+//! clear errors for mismatched or mixed checkpoint files. Small models on the shared digits
+//! set.
 
 use ssvae::data::{self, SemiSupervised, TrainTest};
 use ssvae::models::{self, Arch, Model, ModelKind, ModelSpec};
@@ -41,6 +43,7 @@ fn setup(epochs: usize) -> Setup {
         fused: true,
         freeze_m1_after: None,
         align: false,
+        drop_inactive_z1: false,
     };
     let train = TrainConfig {
         epochs,
@@ -81,13 +84,21 @@ fn values(model: &dyn Model) -> Vec<(String, Vec<u32>)> {
         .collect()
 }
 
-/// Saves a checkpoint after every epoch; optionally poisons a parameter with NaN right after
-/// the save of epoch `poison_after`.
+/// What a [`Saver`] does right after the save of one epoch.
+#[derive(Clone, Copy)]
+enum AfterSave {
+    /// Poisons a parameter with NaN (the next epoch must fail).
+    Poison(usize),
+    /// Stops training with an error, as an interrupted run.
+    Interrupt(usize),
+}
+
+/// Saves a checkpoint after every epoch, then does what `after` says.
 struct Saver<'a> {
     dir: &'a Path,
     rc: RunConfig,
     model: &'a dyn Model,
-    poison_after: Option<usize>,
+    after: Option<AfterSave>,
     snapshot: Vec<(String, Vec<u32>)>,
     reports: Vec<EpochReport>,
 }
@@ -97,23 +108,25 @@ impl Observer for Saver<'_> {
         checkpoint::save(self.dir, &self.rc, self.model, state)?;
         self.snapshot = values(self.model);
         self.reports.push(r.clone());
-        if self.poison_after == Some(r.epoch) {
-            let (_, t) = nn::state(self.model, "")
-                .into_iter()
-                .find(|(n, _)| n == "dec_out.bias")
-                .unwrap();
-            let nan = Storage::from_slice(&vec![f32::NAN; t.elem_count()], Device::Cpu)?;
-            *t.storage_mut() = nan;
+        match self.after {
+            Some(AfterSave::Poison(e)) if e == r.epoch => {
+                let (_, t) = nn::state(self.model, "")
+                    .into_iter()
+                    .find(|(n, _)| n == "dec_out.bias")
+                    .unwrap();
+                let nan = Storage::from_slice(&vec![f32::NAN; t.elem_count()], Device::Cpu)?;
+                *t.storage_mut() = nan;
+            }
+            Some(AfterSave::Interrupt(e)) if e == r.epoch => {
+                return Err(Error::msg(format!("interrupted after epoch {e}")));
+            }
+            _ => {}
         }
         Ok(())
     }
 }
 
-fn train(
-    s: &Setup,
-    dir: &Path,
-    poison_after: Option<usize>,
-) -> (Saver<'static>, ssvae::Result<()>) {
+fn train(s: &Setup, dir: &Path, after: Option<AfterSave>) -> (Saver<'static>, ssvae::Result<()>) {
     // Leak the model for the 'static observer borrow; tests only.
     let model: &'static dyn Model = Box::leak(build(&s.rc));
     let dir: &'static Path = Box::leak(dir.to_path_buf().into_boxed_path());
@@ -122,7 +135,7 @@ fn train(
         dir,
         rc: s.rc.clone(),
         model,
-        poison_after,
+        after,
         snapshot: Vec::new(),
         reports: Vec::new(),
     };
@@ -180,34 +193,35 @@ fn round_trip_gives_identical_tensors_predictions_and_optimiser() {
     assert!(nonzero, "restored Adam moments are all zero");
 }
 
-#[test]
-fn resume_continues_exactly() {
-    // Library level: 2 epochs straight vs 1 epoch, then a state restored from disk, 1 more.
-    let s2 = setup(2);
-    let (a_dir, b_dir) = (temp_dir("resume-a"), temp_dir("resume-b"));
+/// Library level: 2 epochs straight vs a run of 2 interrupted after epoch 1, then a state
+/// restored from disk, 1 more: the same numbers, tensors and checkpoint files to the bit.
+fn resume_continues_exactly(s2: Setup, name: &str) {
+    let (a_dir, b_dir) = (
+        temp_dir(&format!("{name}-a")),
+        temp_dir(&format!("{name}-b")),
+    );
     let (a, r) = train(&s2, &a_dir, None);
     r.unwrap();
-    let s1 = setup(1);
-    let (b, r) = train(&s1, &b_dir, None);
-    r.unwrap();
+    let (b, r) = train(&s2, &b_dir, Some(AfterSave::Interrupt(1)));
+    assert!(r.unwrap_err().to_string().contains("interrupted"));
 
-    let (ckpt, mut rc, model) = checkpoint::load_model(&b_dir, Device::Cpu).unwrap();
-    rc.train.epochs = 2;
+    let (ckpt, rc, model) = checkpoint::load_model(&b_dir, Device::Cpu).unwrap();
+    assert_eq!(rc.epoch, 1);
     let mut state =
-        checkpoint::load_train_state(&ckpt, model.as_ref(), &s1.split, &rc.train).unwrap();
+        checkpoint::load_train_state(&ckpt, model.as_ref(), &s2.split, &rc.train).unwrap();
     let mut saver = Saver {
         dir: &b_dir,
         rc: rc.clone(),
         model: model.as_ref(),
-        poison_after: None,
+        after: None,
         snapshot: Vec::new(),
         reports: Vec::new(),
     };
     fit_with(
         model.as_ref(),
-        &s1.tt.train,
-        &s1.tt.test,
-        &s1.split,
+        &s2.tt.train,
+        &s2.tt.test,
+        &s2.split,
         &rc.train,
         &mut state,
         &mut saver,
@@ -230,6 +244,24 @@ fn resume_continues_exactly() {
             "{f} differs between the straight and the resumed run"
         );
     }
+}
+
+#[test]
+fn resume_continues_exactly_for_m2() {
+    resume_continues_exactly(setup(2), "resume");
+}
+
+#[test]
+fn m1m2_modelling_only_active_units_resumes_exactly_with_its_running_activity() {
+    // M1+M2's schedule is a fraction of the run, and its running activity of z1 is state.
+    let mut s = setup(2);
+    s.rc.model.kind = ModelKind::M1M2;
+    s.rc.model.drop_inactive_z1 = true;
+    let model = build(&s.rc);
+    assert!(values(model.as_ref())
+        .iter()
+        .any(|(n, _)| n == "z1_activity"));
+    resume_continues_exactly(s, "resume-active-z1");
 }
 
 /// metrics.csv without the timing columns (wall_s, examples_per_s).
@@ -275,7 +307,7 @@ fn resume_matches_a_straight_run(name: &str, extra: &[&str]) -> (Vec<String>, Pa
         "--data-dir",
         dd,
     ]);
-    assert!(out.contains("resuming m2"), "{out}");
+    assert!(out.contains("resuming "), "{out}");
 
     let (ca, cb) = (
         csv_without_timing(&a.join("metrics.csv")),
@@ -542,7 +574,7 @@ fn freezing_m1_is_refused_for_other_models() {
 fn nan_stops_training_and_the_last_checkpoint_survives() {
     let s = setup(3);
     let dir = temp_dir("nan");
-    let (saver, r) = train(&s, &dir, Some(1));
+    let (saver, r) = train(&s, &dir, Some(AfterSave::Poison(1)));
     let msg = match r {
         Err(Error::NonFinite { what }) => what,
         other => panic!("expected a NonFinite error, got {:?}", other.err()),

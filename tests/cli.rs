@@ -170,7 +170,7 @@ fn impossible_flags_fail_clearly() {
     let dd = data_dir();
     let dir = temp_dir("flags");
     let d = dir.to_str().unwrap();
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 15] = [
         (&["--labels", "15"], "multiple of the number of classes"),
         (&["--labels", "5000"], "class"),
         (&["--epochs", "0"], "--epochs: must be at least 1"),
@@ -195,6 +195,10 @@ fn impossible_flags_fail_clearly() {
         (
             &["--model", "shot", "--freeze-m1-after", "3"],
             "--freeze-m1-after: applies to m1m2 only, not to shot",
+        ),
+        (
+            &["--drop-inactive-z1"],
+            "--drop-inactive-z1: applies to m1m2 only, not to m2",
         ),
         (
             &["--augment-shift", "8"],

@@ -28,6 +28,7 @@ fn spec(kind: ModelKind, n_train: usize) -> ModelSpec {
         fused: true,
         freeze_m1_after: None,
         align: false,
+        drop_inactive_z1: false,
     }
 }
 

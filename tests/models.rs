@@ -14,7 +14,7 @@ use ssvae::models::{
 use ssvae::nn::{self, Module};
 use ssvae::optim::{Adam, AdamConfig};
 use ssvae::rng::Rng;
-use ssvae::train::{fit, EpochReport, TrainConfig};
+use ssvae::train::{fit, latent_activity, EpochReport, TrainConfig};
 use ssvae::{metrics, no_grad, Device, Tensor};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -50,6 +50,7 @@ fn spec(kind: ModelKind, hidden: usize, z_dim: usize, n_labelled: usize) -> Mode
         fused: false,
         freeze_m1_after: None,
         align: false,
+        drop_inactive_z1: false,
     }
 }
 
@@ -133,6 +134,39 @@ fn m1m2_beats_chance_on_digits() {
         &config(10, 44, 32, 3e-3),
     );
     assert!(err <= 0.5, "m1m2 test error {err}");
+}
+
+#[test]
+fn m1m2_modelling_only_active_units_beats_chance_and_tracks_their_activity() {
+    let mut s = spec(ModelKind::M1M2, 128, 8, 100);
+    s.drop_inactive_z1 = true;
+    let model = models::build(&s, &mut Rng::new(0, 0x1417), DEV).unwrap();
+    let cfg = config(10, 44, 32, 3e-3);
+    let reports = train(model.as_ref(), &split100(), &cfg);
+    let err = reports.last().unwrap().test_error;
+    assert!(err <= 0.5, "m1m2 --drop-inactive-z1 test error {err}");
+    // The running activity is state, not a parameter, and agrees with the activity measured
+    // over the whole training set wherever a unit is clearly on one side of the threshold.
+    let state = nn::state(model.as_ref(), "");
+    let (_, a) = state.iter().find(|(n, _)| n == "z1_activity").unwrap();
+    let running = a.to_vec().unwrap();
+    assert!(nn::parameters(model.as_ref(), "")
+        .iter()
+        .all(|(n, _)| n != "z1_activity"));
+    let measured = latent_activity(model.as_ref(), &digits().train, &cfg).unwrap();
+    println!("running {running:?}\nmeasured {measured:?}");
+    assert_eq!(running.len(), 8);
+    for (r, m) in running.iter().zip(&measured) {
+        assert!(r.is_finite() && *r >= 0.0, "{running:?}");
+        let t = metrics::ACTIVE_UNIT_THRESHOLD;
+        if *m > 3.0 * t || *m < t / 3.0 {
+            assert_eq!(
+                *r as f64 > t,
+                *m > t,
+                "running {running:?} vs measured {measured:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -279,6 +313,7 @@ fn conv_spec(kind: ModelKind, input: (usize, usize, usize), classes: usize) -> M
         fused: false,
         freeze_m1_after: None,
         align: false,
+        drop_inactive_z1: false,
     }
 }
 

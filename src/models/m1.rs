@@ -111,7 +111,6 @@ impl Model for M1 {
         self.vae.latent_mean(x)
     }
     fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
-        let (rec, kl, _) = self.vae.terms_rows(x, rng)?;
-        rec.add(&kl)
+        self.vae.neg_elbo(x, rng)
     }
 }

@@ -139,6 +139,10 @@ pub struct ModelSpec {
     /// shot only: distribution alignment of the interpolation targets ([`ShotConfig::align`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub align: bool,
+    /// m1m2 only: M2 models only the active units of z1
+    /// ([`M1M2Config::drop_inactive_z1`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop_inactive_z1: bool,
 }
 
 impl ModelSpec {
@@ -164,8 +168,8 @@ impl ModelSpec {
         Ok(())
     }
 
-    /// Refuses an option set for a model it does not apply to (`--freeze-m1-after` is m1m2's,
-    /// `--align` shot's), naming the flag.
+    /// Refuses an option set for a model it does not apply to (`--freeze-m1-after` and
+    /// `--drop-inactive-z1` are m1m2's, `--align` shot's), naming the flag.
     fn check_model_options(&self) -> Result<()> {
         for (set, flag, kind) in [
             (
@@ -174,6 +178,7 @@ impl ModelSpec {
                 ModelKind::M1M2,
             ),
             (self.align, "--align", ModelKind::Shot),
+            (self.drop_inactive_z1, "--drop-inactive-z1", ModelKind::M1M2),
         ] {
             if set && self.kind != kind {
                 return Err(Error::invalid(
@@ -285,6 +290,7 @@ pub fn build(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
                 alpha: m2_alpha,
                 m1_only_fraction: M1M2_M1_ONLY,
                 freeze_m1_after: spec.freeze_m1_after,
+                drop_inactive_z1: spec.drop_inactive_z1,
                 activation: Activation::Softplus,
             },
             rng,

@@ -107,20 +107,20 @@ impl Vae {
         self.dec.forward(z)
     }
 
-    /// Per row: (BCE(dec(z), x), KL(q(z|x) ‖ N(0,I)), z) for one sample z ~ q(z|x).
-    pub fn terms_rows(&self, x: &Tensor, rng: &mut Rng) -> Result<(Tensor, Tensor, Tensor)> {
+    /// One pass over `x` with one sample z ~ q(z|x) per row.
+    pub fn pass(&self, x: &Tensor, rng: &mut Rng) -> Result<VaePass> {
         let (mu, lv) = self.encode(x)?;
         let z = util::reparam(&mu, &lv, rng, self.device)?;
         let rec = self.decode(&z)?.bce_with_logits_rows(x)?;
         let kl = mu.kl_diag_gaussian_rows(&lv)?;
-        Ok((rec, kl, z))
+        Ok(VaePass { rec, kl, z, mu })
     }
 
     /// The training loss mean[BCE + β·KL] on `x` (β from the warm-up at `progress`), its
-    /// parts (unweighted), and the sample z per row.
-    pub fn loss_on(&self, x: &Tensor, progress: f32, rng: &mut Rng) -> Result<(Terms, Tensor)> {
-        let (rec, kl, z) = self.terms_rows(x, rng)?;
-        let (rec, kl) = (rec.mean_all()?, kl.mean_all()?);
+    /// parts (unweighted), and the pass it came from.
+    pub fn loss_on(&self, x: &Tensor, progress: f32, rng: &mut Rng) -> Result<(Terms, VaePass)> {
+        let pass = self.pass(x, rng)?;
+        let (rec, kl) = (pass.rec.mean_all()?, pass.kl.mean_all()?);
         let beta = self.cfg.kl_weight(progress);
         let loss = if beta == 1.0 {
             rec.add(&kl)?
@@ -132,9 +132,21 @@ impl Vae {
                 loss,
                 parts: vec![("rec", rec), ("kl", kl)],
             },
-            z,
+            pass,
         ))
     }
+}
+
+/// What [`Vae::pass`] computes for a batch [n, D].
+pub struct VaePass {
+    /// BCE(dec(z), x) per row [n].
+    pub rec: Tensor,
+    /// KL(q(z|x) ‖ N(0, I)) per row [n].
+    pub kl: Tensor,
+    /// The sample z ~ q(z|x) [n, z_dim].
+    pub z: Tensor,
+    /// The posterior mean μ(x) [n, z_dim].
+    pub mu: Tensor,
 }
 
 impl Module for Vae {
@@ -167,8 +179,8 @@ impl Model for Vae {
         Ok(self.encode(x)?.0)
     }
     fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
-        let (rec, kl, _) = self.terms_rows(x, rng)?;
-        rec.add(&kl)
+        let p = self.pass(x, rng)?;
+        p.rec.add(&p.kl)
     }
     fn classifies(&self) -> bool {
         false
