@@ -147,18 +147,17 @@ fn latent_activity_tells_collapsed_units_from_informative_ones() {
         use_unlabelled: true,
         augment_shift: 0,
     };
+    let build = |kind| {
+        let mut rng = Rng::new(2, INIT_STREAM);
+        models::build(&spec(kind, tt.train.n), &mut rng, Device::Cpu).unwrap()
+    };
     for kind in [
         ModelKind::Vae,
         ModelKind::M1,
         ModelKind::M1M2,
         ModelKind::Shot,
     ] {
-        let model = models::build(
-            &spec(kind, tt.train.n),
-            &mut Rng::new(2, INIT_STREAM),
-            Device::Cpu,
-        )
-        .unwrap();
+        let model = build(kind);
         // A fresh encoder's means depend on x: every one of the 4 units varies.
         let var = latent_activity(model.as_ref(), &tt.test, &cfg).unwrap();
         assert_eq!(var.len(), 4, "{kind}");
@@ -178,12 +177,7 @@ fn latent_activity_tells_collapsed_units_from_informative_ones() {
         assert!(var.iter().all(|&v| v <= ACTIVE_UNIT_THRESHOLD));
     }
     for kind in [ModelKind::M2, ModelKind::Gmvae, ModelKind::Classifier] {
-        let model = models::build(
-            &spec(kind, tt.train.n),
-            &mut Rng::new(2, INIT_STREAM),
-            Device::Cpu,
-        )
-        .unwrap();
+        let model = build(kind);
         let err = latent_activity(model.as_ref(), &tt.test, &cfg).unwrap_err();
         assert!(err.to_string().contains("--active-units"), "{kind}: {err}");
     }
