@@ -342,6 +342,18 @@ pub(crate) mod util {
     use crate::rng::Rng;
     use crate::{Device, Result, Tensor};
 
+    /// Folds `value` into the running mean `buffer` in place (buffer ← m·buffer + (1 − m)·value,
+    /// m = `momentum`), without recording gradients: the update of a model's state buffers
+    /// (SHOT's class marginal, M1+M2's z1 activity), which checkpoints save with the weights.
+    pub fn update_running_mean(buffer: &Tensor, value: &Tensor, momentum: f32) -> Result<()> {
+        let _g = crate::no_grad();
+        let updated = buffer
+            .mul_scalar(momentum)?
+            .add(&value.mul_scalar(1.0 - momentum)?)?;
+        std::mem::swap(&mut *buffer.storage_mut(), &mut *updated.storage_mut());
+        Ok(())
+    }
+
     /// z = μ + exp(½ log σ²)·ε, ε ~ N(0, I) (the reparameterisation trick).
     pub fn reparam(mu: &Tensor, lv: &Tensor, rng: &mut Rng, device: Device) -> Result<Tensor> {
         let eps = Tensor::randn(mu.shape().clone(), rng.next_key(mu.elem_count()), device)?;

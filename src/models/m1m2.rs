@@ -309,10 +309,7 @@ impl M1M2 {
         let _g = no_grad();
         let mu = mu.detach();
         let var = mu.sub(&mu.mean_keepdim(0)?)?.square()?.mean(0)?;
-        let updated = a
-            .mul_scalar(ACTIVITY_MOMENTUM)?
-            .add(&var.mul_scalar(1.0 - ACTIVITY_MOMENTUM)?)?;
-        std::mem::swap(&mut *a.storage_mut(), &mut *updated.storage_mut());
+        util::update_running_mean(a, &var, ACTIVITY_MOMENTUM)?;
         Ok(())
     }
 

@@ -230,10 +230,7 @@ impl Shot {
             return Ok(q);
         };
         let _g = no_grad();
-        let updated = marginal
-            .mul_scalar(ALIGN_MOMENTUM)?
-            .add(&q.mean(0)?.mul_scalar(1.0 - ALIGN_MOMENTUM)?)?;
-        std::mem::swap(&mut *marginal.storage_mut(), &mut *updated.storage_mut());
+        util::update_running_mean(marginal, &q.mean(0)?, ALIGN_MOMENTUM)?;
         let aligned = q.div(marginal)?;
         aligned.div(&aligned.sum_keepdim(1)?)
     }
