@@ -92,7 +92,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Continue the run in DIR exactly where its last checkpoint stopped (its saved
-        /// settings apply; only --epochs, --device and --data-dir may be given)
+        /// settings apply, its device included; only --epochs, --device, --data-dir,
+        /// --lr-milestones, --lr-gamma and --freeze-m1-after may be given)
         #[arg(long, value_name = "DIR")]
         resume: Option<PathBuf>,
         /// Start over in an --out directory that already holds a checkpoint
@@ -307,7 +308,6 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
             unfused,
             augment_shift,
         } => {
-            let device = parse_device(&device)?;
             let given = given_flags(matches, "train");
             positive("--epochs", epochs)?;
             if let Some(dir) = resume {
@@ -336,8 +336,14 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
                     lr_gamma: was_given("lr_gamma").then_some(lr_gamma),
                     freeze_m1_after,
                 };
+                // The saved device unless one is asked for: a CPU run resumed on a GPU
+                // machine stays on the CPU, so it continues with the same numbers.
+                let device = was_given("device")
+                    .then(|| parse_device(&device))
+                    .transpose()?;
                 return resume_run(&dir, change, device, data_dir);
             }
+            let device = parse_device(&device)?;
             positive("--batch-size", batch_size)?;
             positive("--labelled-batch", labelled_batch)?;
             positive("--hidden", hidden)?;
@@ -483,11 +489,12 @@ struct ResumeChange {
 
 /// `train --resume DIR`: rebuild model, optimiser, RNG and batchers from DIR's latest
 /// checkpoint and continue to `change.epochs` (default: the run's own target), with the
-/// learning-rate schedule and M1 freezing `change` gives, if any.
+/// learning-rate schedule and M1 freezing `change` gives, if any, on `device` (default: the
+/// device the run was trained on).
 fn resume_run(
     dir: &Path,
     change: ResumeChange,
-    device: Device,
+    device: Option<Device>,
     data_dir: Option<PathBuf>,
 ) -> Result<()> {
     let ckpt = checkpoint::resolve(dir)?;
@@ -498,6 +505,10 @@ fn resume_run(
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
     } else {
         dir.to_path_buf()
+    };
+    let device = match device {
+        Some(d) => d,
+        None => saved_device_available(rc.train.device, &ckpt)?,
     };
     rc.train.device = device;
     if let Some(e) = change.epochs {
@@ -550,6 +561,23 @@ fn resume_run(
         log,
         Some(ckpt),
     )
+}
+
+/// `device`, the one a checkpoint was trained on, if this machine has it; otherwise an error
+/// that says how to continue elsewhere.
+fn saved_device_available(device: Device, ckpt: &Path) -> Result<Device> {
+    match device {
+        Device::Cpu => Ok(Device::Cpu),
+        Device::Cuda(_) => parse_device(&device.to_string()).map_err(|why| {
+            Error::invalid(
+                "--resume",
+                format!(
+                    "{} was trained on {device}, which this machine lacks ({why}); pass --device cpu (or another device) to continue there, with numbers that differ from an uninterrupted run",
+                    ckpt.display()
+                ),
+            )
+        }),
+    }
 }
 
 /// What `train` does after each step and epoch: progress bar, metrics row, checkpoint, line.

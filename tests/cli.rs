@@ -242,6 +242,53 @@ fn impossible_flags_fail_clearly() {
 }
 
 #[test]
+fn resume_stays_on_the_saved_device_unless_told_otherwise() {
+    let dd = data_dir();
+    let dir = temp_dir("resume-device");
+    let d = dir.to_str().unwrap();
+    ok(&train_args(
+        &dd,
+        d,
+        &["--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu"],
+    ));
+    // A CPU run continues on the CPU with no --device, whatever this machine has.
+    let out = ok(&["train", "--resume", d, "--epochs", "2", "--data-dir", &dd]);
+    assert!(out.contains("to epoch 2, device cpu"), "{out}");
+    // A run saved as trained on a GPU, resumed on a machine without one: a clear error that
+    // says how to go on, and going on with --device cpu works.
+    if ssvae::backend::cuda::cuda_status().is_ok() {
+        println!("skipped the GPU-run half: this machine has CUDA");
+        return;
+    }
+    let config = dir.join("epoch-0002/config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\"device\": \"cpu\""), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("\"device\": \"cpu\"", "\"device\": \"cuda:0\""),
+    )
+    .unwrap();
+    let err = fails(&["train", "--resume", d, "--epochs", "3", "--data-dir", &dd]);
+    assert!(
+        err.contains("was trained on cuda:0, which this machine lacks")
+            && err.contains("pass --device cpu"),
+        "{err}"
+    );
+    let out = ok(&[
+        "train",
+        "--resume",
+        d,
+        "--epochs",
+        "3",
+        "--device",
+        "cpu",
+        "--data-dir",
+        &dd,
+    ]);
+    assert!(out.contains("to epoch 3, device cpu"), "{out}");
+}
+
+#[test]
 fn corrupt_checkpoint_files_are_named() {
     let dd = data_dir();
     let dir = temp_dir("corrupt");
