@@ -110,6 +110,14 @@ fn train_eval_sample_on_digits() {
     let png = dir.join("grid.png");
     ok(&["sample", d, "--out", png.to_str().unwrap()]);
     assert_eq!(png_size(&png), (10 * 8 + 9, 10 * 8 + 9));
+    // A grid for a folder that does not exist: the error names the file and the folder.
+    let lost = dir.join("no-such-folder/grid.png");
+    let err = fails(&["sample", d, "--out", lost.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!("cannot write {}", lost.display()))
+            && err.contains("no-such-folder is not a directory"),
+        "{err}"
+    );
     ok(&[
         "sample",
         d,

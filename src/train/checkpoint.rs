@@ -115,10 +115,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .ok_or_else(|| Error::invalid("write_atomic", "path has no file name"))?;
     let mut tmp_name = std::ffi::OsString::from(".tmp-");
     tmp_name.push(name);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+        return Err(Error::msg(format!(
+            "cannot write {}: {} is not a directory",
+            path.display(),
+            dir.display()
+        )));
+    }
     let tmp = path.with_file_name(tmp_name);
     write_synced(&tmp, bytes)?;
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = dir {
         sync_dir(dir)?;
     }
     Ok(())
