@@ -1,0 +1,138 @@
+//! The `ssvae` command line: the subcommands (a file each), the helpers they share, and
+//! `bench`, which is a thin wrapper over `ssvae::bench`.
+
+mod eval;
+mod sample;
+mod train;
+mod train_loop;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use ssvae::backend::cuda::parse_device;
+use ssvae::data::{self, DatasetName};
+use ssvae::models::{ModelKind, ModelSpec};
+use ssvae::train::checkpoint::RunConfig;
+use ssvae::{bench, Device, Error, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ssvae",
+    version,
+    about = "Semi-supervised VAEs on a from-scratch tensor engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model and report per-epoch loss, ELBO and test error.
+    ///
+    /// Writes DIR/metrics.csv (a row per epoch) and a checkpoint after every epoch
+    /// (DIR/epoch-NNNN/, the newest named by DIR/LATEST).
+    Train(train::TrainArgs),
+    /// Evaluate a checkpoint on the test set: error, ELBO, clustering ACC/NMI, and with
+    /// --iwae-k K the importance-weighted bound on log p(x).
+    Eval(eval::EvalArgs),
+    /// Draw image grids from a checkpoint: one row per class and one column per z ~ N(0, I),
+    /// or with --analogy a test image's style decoded with every class.
+    Sample(sample::SampleArgs),
+    /// Measure GEMM, convolution, elementwise and M2 training-step speed on this machine.
+    Bench {
+        /// auto | cpu | cuda | cuda:N
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Fewer repetitions and smaller arrays (seconds rather than a minute)
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+/// Parse the command line, run the command, print an error as one line and exit non-zero.
+pub fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let result = match cli.command {
+        Command::Train(args) => train::train_cmd(args, &matches),
+        Command::Eval(args) => eval::eval_cmd(args),
+        Command::Sample(args) => sample::sample_cmd(args),
+        Command::Bench { device, quick } => {
+            parse_device(&device).and_then(|device| bench_cmd(device, quick))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `Ok` when `v` is positive, else an error for `flag`.
+fn positive(flag: &'static str, v: usize) -> Result<()> {
+    if v == 0 {
+        return Err(Error::invalid(flag, "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// Whether a model's classifier output is a cluster, not a class (no test error for it): the
+/// GMVAE trained without labels. With labels its cross-entropy ties component k to class k.
+fn is_clustering(spec: &ModelSpec) -> bool {
+    spec.kind == ModelKind::Gmvae && spec.n_labelled == 0
+}
+
+/// Datasets of a saved run, checked against the sizes the checkpoint recorded.
+fn load_run_data(rc: &RunConfig, data_dir: Option<PathBuf>) -> Result<data::TrainTest> {
+    let name: DatasetName = rc.dataset.parse()?;
+    let dir = data_dir.unwrap_or_else(data::default_data_dir);
+    let tt = data::load(name, &dir)?;
+    let (c, h, w) = rc.model.input;
+    if tt.train.n != rc.model.n_train
+        || (tt.train.channels, tt.train.height, tt.train.width) != (c, h, w)
+    {
+        return Err(Error::msg(format!(
+            "the {name} data in {} ({} training images of {}×{}×{}) is not what the checkpoint was trained on ({} of {c}×{h}×{w})",
+            dir.display(),
+            tt.train.n,
+            tt.train.channels,
+            tt.train.height,
+            tt.train.width,
+            rc.model.n_train
+        )));
+    }
+    Ok(tt)
+}
+
+/// The run directory of checkpoint `ckpt`, resolved from `dir` as given on the command line:
+/// `dir` itself, or its parent when `dir` is the checkpoint directory.
+fn run_dir_of(dir: &Path, ckpt: &Path) -> PathBuf {
+    if ckpt == dir {
+        dir.parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// `bench`.
+fn bench_cmd(device: Device, quick: bool) -> Result<()> {
+    println!(
+        "ssvae bench on {device} ({} threads){}",
+        rayon::current_num_threads(),
+        if quick { ", quick" } else { "" }
+    );
+    println!("{}", bench::header());
+    bench::run(device, quick, |m| {
+        println!("{}", bench::format_line(m));
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(())
+}

@@ -1,0 +1,416 @@
+//! `ssvae train`: the flags, a new run (model, split and optimiser state from the seed) or the
+//! exact continuation of a saved one (`--resume`), and the loop that checkpoints after every
+//! epoch and turns a non-finite loss into a message naming the last good checkpoint.
+
+use super::train_loop::train_loop;
+use super::{load_run_data, positive, run_dir_of, Cli};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory};
+use ssvae::backend::cuda::parse_device;
+use ssvae::data::{self, Dataset, DatasetName, SemiSupervised};
+use ssvae::models::{self, Arch, ModelKind, ModelSpec};
+use ssvae::rng::Rng;
+use ssvae::train::checkpoint::{self, RunConfig};
+use ssvae::train::log::MetricsLog;
+use ssvae::train::{TrainConfig, TrainState, INIT_STREAM};
+use ssvae::{Device, Error, Result};
+use std::path::{Path, PathBuf};
+
+/// The flags of `ssvae train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// vae | m1 | m2 | m1m2 | gmvae | shot | classifier (labels only: the baseline)
+    #[arg(long, default_value = "m2")]
+    model: String,
+    /// mnist | fashion-mnist | cifar10 | digits
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    /// Directory holding <dataset>/ folders [default: $SSVAE_DATA_DIR, else ../shared/datasets]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Labelled examples, N/K per class. The unlabelled pool is the whole training set
+    /// (labelled examples included; papers differ on this).
+    #[arg(long, default_value_t = 100)]
+    labels: usize,
+    /// Hold out N random training examples (never labelled, not in the unlabelled pool)
+    /// and report the error and ELBO on them after every epoch (val_error, val_elbo)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    validation: usize,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Unlabelled examples per step
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Labelled examples per step
+    #[arg(long, default_value_t = 100)]
+    labelled_batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Epochs after which the learning rate is multiplied by --lr-gamma, e.g. 30,40
+    /// (PyTorch's MultiStepLR). With --resume: milestones may be added or moved only
+    /// where they leave the rate of the epochs already trained unchanged.
+    #[arg(long, value_delimiter = ',', value_name = "EPOCHS")]
+    lr_milestones: Vec<usize>,
+    /// The factor of each --lr-milestones step
+    #[arg(long, default_value_t = ssvae::train::DEFAULT_LR_GAMMA)]
+    lr_gamma: f32,
+    /// Weight of the labelled cross-entropy [default: 0.1·N/N_labelled]
+    #[arg(long)]
+    alpha: Option<f32>,
+    #[arg(long, default_value_t = 500)]
+    hidden: usize,
+    /// Latent size [default: 50 for --arch mlp, 32 for --arch conv]
+    #[arg(long)]
+    z_dim: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Encoder/decoder family: mlp | conv
+    #[arg(long, default_value = "mlp")]
+    arch: String,
+    /// Run directory for metrics.csv and checkpoints
+    /// [default: runs/<model>-<dataset>-<labels>-s<seed>]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in DIR exactly where its last checkpoint stopped (its saved
+    /// settings apply, its device included; only --epochs, --device, --data-dir,
+    /// --lr-milestones, --lr-gamma and --freeze-m1-after may be given)
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// Start over in an --out directory that already holds a checkpoint
+    #[arg(long)]
+    overwrite: bool,
+    /// Steps per epoch [default: one pass over the unlabelled pool]
+    #[arg(long)]
+    steps_per_epoch: Option<usize>,
+    /// auto | cpu | cuda | cuda:N (auto: CUDA when a driver and a GPU are present, else the CPU)
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// m1m2: freeze M1 after epoch E and train the upper M2 alone from then on, on features
+    /// resampled from the frozen q(z1|x) (the paper's protocol; faster epochs). With
+    /// --resume: only where it leaves the epochs already trained unchanged.
+    #[arg(long, value_name = "E")]
+    freeze_m1_after: Option<usize>,
+    /// shot: distribution alignment (ReMixMatch) of the interpolation targets, q(y|x)
+    /// divided by a running mean of q(y|x) and renormalised; not in SHOT-VAE, off by default
+    #[arg(long)]
+    align: bool,
+    /// m1m2: M2 models only the active units of z1 (running variance of the posterior mean
+    /// above 0.01, as Kingma et al.'s code keeps only those); the inactive ones are hidden
+    /// from q(y|z1) and q(z2|z1,y) and get a fixed N(0, 1) likelihood
+    #[arg(long)]
+    drop_inactive_z1: bool,
+    /// M2: compose the ELBO from primitives instead of the fused VAE ops (same maths and
+    /// random draws; for comparison and benchmarking)
+    #[arg(long)]
+    unfused: bool,
+    /// Shift each training image (labelled and unlabelled) by up to N pixels per axis, a
+    /// fresh uniform offset per image and step, vacated pixels 0 (torchvision's
+    /// RandomCrop with padding N); evaluation never shifts. 0: off
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    augment_shift: usize,
+}
+
+/// Flags of `train` that `--resume` accepts (the rest come from the checkpoint; `resume`
+/// first).
+const RESUME_FLAGS: [&str; 7] = [
+    "resume",
+    "epochs",
+    "device",
+    "data_dir",
+    "lr_milestones",
+    "lr_gamma",
+    "freeze_m1_after",
+];
+
+/// The ids of `sub`'s arguments given on the command line (not defaulted).
+fn given_flags(matches: &clap::ArgMatches, sub: &str) -> Vec<String> {
+    let (Some(m), Some(cmd)) = (
+        matches.subcommand_matches(sub),
+        Cli::command().find_subcommand(sub).cloned(),
+    ) else {
+        return Vec::new();
+    };
+    cmd.get_arguments()
+        .map(|a| a.get_id().as_str().to_string())
+        .filter(|id| m.value_source(id) == Some(ValueSource::CommandLine))
+        .collect()
+}
+
+/// The command-line spelling of a clap argument id (`lr_gamma` → `--lr-gamma`).
+fn flag_name(id: &str) -> String {
+    format!("--{}", id.replace('_', "-"))
+}
+
+/// `train`: a new run, or with `--resume` the continuation of a saved one (`matches`: the
+/// parsed command line, to tell the flags given from the defaults).
+pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
+    let TrainArgs {
+        model,
+        dataset,
+        data_dir,
+        labels,
+        validation,
+        epochs,
+        batch_size,
+        labelled_batch,
+        lr,
+        lr_milestones,
+        lr_gamma,
+        alpha,
+        hidden,
+        z_dim,
+        seed,
+        arch,
+        out,
+        resume,
+        overwrite,
+        steps_per_epoch,
+        device,
+        freeze_m1_after,
+        align,
+        drop_inactive_z1,
+        unfused,
+        augment_shift,
+    } = args;
+    let given = given_flags(matches, "train");
+    positive("--epochs", epochs)?;
+    if let Some(dir) = resume {
+        let extra: Vec<String> = given
+            .iter()
+            .filter(|id| !RESUME_FLAGS.contains(&id.as_str()))
+            .map(|id| flag_name(id))
+            .collect();
+        if !extra.is_empty() {
+            let allowed: Vec<String> = RESUME_FLAGS[1..].iter().map(|id| flag_name(id)).collect();
+            return Err(Error::invalid(
+                "--resume",
+                format!(
+                    "continues the run in {} with its saved settings, so {} cannot be given (allowed: {})",
+                    dir.display(),
+                    extra.join(", "),
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        let was_given = |flag: &str| given.iter().any(|g| g == flag);
+        let change = ResumeChange {
+            epochs: was_given("epochs").then_some(epochs),
+            lr_milestones: was_given("lr_milestones").then_some(lr_milestones),
+            lr_gamma: was_given("lr_gamma").then_some(lr_gamma),
+            freeze_m1_after,
+        };
+        // The saved device unless one is asked for: a CPU run resumed on a GPU
+        // machine stays on the CPU, so it continues with the same numbers.
+        let device = was_given("device")
+            .then(|| parse_device(&device))
+            .transpose()?;
+        return resume_run(&dir, change, device, data_dir);
+    }
+    let device = parse_device(&device)?;
+    positive("--batch-size", batch_size)?;
+    positive("--labelled-batch", labelled_batch)?;
+    positive("--hidden", hidden)?;
+    let arch: Arch = arch.parse()?;
+    let z_dim = z_dim.unwrap_or(models::arch::default_z_dim(arch));
+    positive("--z-dim", z_dim)?;
+    if let Some(s) = steps_per_epoch {
+        positive("--steps-per-epoch", s)?;
+    }
+    ssvae::train::check_lr_schedule(lr, &lr_milestones, lr_gamma)?;
+    let kind: ModelKind = model.parse()?;
+    let name: DatasetName = dataset.parse()?;
+    let out = out
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{kind}-{name}-{labels}-s{seed}")));
+    if checkpoint::exists(&out) {
+        if !overwrite {
+            return Err(Error::msg(format!(
+                "{} already holds a checkpoint; continue it with `ssvae train --resume {}`, start over with --overwrite, or choose another --out",
+                out.display(),
+                out.display()
+            )));
+        }
+        checkpoint::clear(&out)?;
+    }
+    let dir = data_dir.unwrap_or_else(data::default_data_dir);
+    let tt = data::load(name, &dir)?;
+    let input = (tt.train.channels, tt.train.height, tt.train.width);
+    data::augment::check_shift(augment_shift, input)?;
+    let split = make_split(&tt.train, labels, validation, seed)?;
+    let mut rng = Rng::new(seed, INIT_STREAM);
+    let spec = ModelSpec {
+        kind,
+        arch,
+        input,
+        classes: tt.train.classes,
+        hidden,
+        z_dim,
+        // None: each model's own default (0.1·N/N_labelled for M2, M1+M2, GMVAE).
+        alpha,
+        n_train: tt.train.n,
+        n_labelled: split.labelled.len(),
+        fused: !unfused,
+        freeze_m1_after,
+        align,
+        drop_inactive_z1,
+    };
+    let model = models::build(&spec, &mut rng, device)?;
+    let use_unlabelled = kind != ModelKind::Classifier;
+    let cfg = TrainConfig {
+        epochs,
+        batch_size,
+        labelled_batch,
+        lr,
+        lr_milestones,
+        lr_gamma,
+        seed,
+        device,
+        eval_batch: 500,
+        steps_per_epoch,
+        use_unlabelled,
+        augment_shift,
+    };
+    println!(
+        "training {} on {} ({} train, {} test), {} labels, {} held out for validation, alpha {}, {epochs} epochs{}, device {device} → {}",
+        model.name(),
+        name,
+        tt.train.n,
+        tt.test.n,
+        split.labelled.len(),
+        split.validation.len(),
+        alpha.map_or("(model default)".to_string(), |a| format!("{a}")),
+        if augment_shift > 0 {
+            format!(", training images shifted by up to {augment_shift} pixels")
+        } else {
+            String::new()
+        },
+        out.display()
+    );
+    let rc = RunConfig {
+        format: checkpoint::FORMAT_VERSION,
+        model: spec,
+        dataset: name.to_string(),
+        labels,
+        validation,
+        seed,
+        train: cfg,
+        epoch: 0,
+        step: 0,
+    };
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let state = TrainState::new(model.as_ref(), &split, &rc.train)?;
+    let log = MetricsLog::create(&out)?;
+    train_loop(&out, rc, model.as_ref(), &tt, &split, state, log, None)
+}
+
+/// The semi-supervised split of a run, with errors phrased for `--labels`.
+fn make_split(
+    train: &Dataset,
+    labels: usize,
+    validation: usize,
+    seed: u64,
+) -> Result<SemiSupervised> {
+    let flag = if validation > 0 && labels.saturating_add(validation) > train.n {
+        "--validation"
+    } else {
+        "--labels"
+    };
+    data::split(&train.y, train.classes, labels, validation, seed).map_err(|e| match e {
+        Error::Invalid { why, .. } => Error::invalid(flag, why),
+        e => e,
+    })
+}
+
+/// What `train --resume` may change of a run's saved settings (None: keep the saved value).
+struct ResumeChange {
+    epochs: Option<usize>,
+    lr_milestones: Option<Vec<usize>>,
+    lr_gamma: Option<f32>,
+    freeze_m1_after: Option<usize>,
+}
+
+/// `train --resume DIR`: rebuild model, optimiser, RNG and batchers from DIR's latest
+/// checkpoint and continue to `change.epochs` (default: the run's own target), with the
+/// learning-rate schedule and M1 freezing `change` gives, if any, on `device` (default: the
+/// device the run was trained on).
+fn resume_run(
+    dir: &Path,
+    change: ResumeChange,
+    device: Option<Device>,
+    data_dir: Option<PathBuf>,
+) -> Result<()> {
+    let ckpt = checkpoint::resolve(dir)?;
+    let mut rc = checkpoint::load_config(&ckpt)?;
+    let run_dir = run_dir_of(dir, &ckpt);
+    let device = match device {
+        Some(d) => d,
+        None => saved_device_available(rc.train.device, &ckpt)?,
+    };
+    rc.train.device = device;
+    if let Some(e) = change.epochs {
+        rc.train.epochs = e;
+    }
+    rc.train
+        .reschedule(change.lr_milestones, change.lr_gamma, rc.epoch)?;
+    if let Some(e) = change.freeze_m1_after {
+        rc.model.freeze_m1_from(e, rc.epoch)?;
+    }
+    if rc.epoch >= rc.train.epochs {
+        println!(
+            "{} is already at epoch {} of {}; pass --epochs N with N > {} to train further",
+            run_dir.display(),
+            rc.epoch,
+            rc.train.epochs,
+            rc.epoch
+        );
+        return Ok(());
+    }
+    let model = checkpoint::build_model(&ckpt, &rc, device)?;
+    let tt = load_run_data(&rc, data_dir)?;
+    let split = make_split(&tt.train, rc.labels, rc.validation, rc.seed)?;
+    if split.labelled.len() != rc.model.n_labelled {
+        return Err(Error::msg(format!(
+            "the split of {} labels has {} labelled examples, the checkpoint {}",
+            rc.labels,
+            split.labelled.len(),
+            rc.model.n_labelled
+        )));
+    }
+    let state = checkpoint::load_train_state(&ckpt, model.as_ref(), &split, &rc.train)?;
+    let log = MetricsLog::resume(&run_dir, rc.epoch)?;
+    println!(
+        "resuming {} on {} from {} (epoch {}, step {}) to epoch {}, device {device}",
+        model.name(),
+        rc.dataset,
+        ckpt.display(),
+        rc.epoch,
+        rc.step,
+        rc.train.epochs
+    );
+    train_loop(
+        &run_dir,
+        rc,
+        model.as_ref(),
+        &tt,
+        &split,
+        state,
+        log,
+        Some(ckpt),
+    )
+}
+
+/// `device`, the one a checkpoint was trained on, if this machine has it; otherwise an error
+/// that says how to continue elsewhere.
+fn saved_device_available(device: Device, ckpt: &Path) -> Result<Device> {
+    match device {
+        Device::Cpu => Ok(Device::Cpu),
+        Device::Cuda(_) => parse_device(&device.to_string()).map_err(|why| {
+            Error::invalid(
+                "--resume",
+                format!(
+                    "{} was trained on {device}, which this machine lacks ({why}); pass --device cpu (or another device) to continue there, with numbers that differ from an uninterrupted run",
+                    ckpt.display()
+                ),
+            )
+        }),
+    }
+}
