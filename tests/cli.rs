@@ -259,9 +259,29 @@ fn resume_stays_on_the_saved_device_unless_told_otherwise() {
         d,
         &["--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu"],
     ));
-    // A CPU run continues on the CPU with no --device, whatever this machine has.
-    let out = ok(&["train", "--resume", d, "--epochs", "2", "--data-dir", &dd]);
+    // A CPU run continues on the CPU with no --device, whatever this machine has; given a
+    // checkpoint directory, the run it belongs to goes on (its metrics.csv, its LATEST).
+    let first = dir.join("epoch-0001");
+    let first = first.to_str().unwrap();
+    let out = ok(&[
+        "train",
+        "--resume",
+        first,
+        "--epochs",
+        "2",
+        "--data-dir",
+        &dd,
+    ]);
     assert!(out.contains("to epoch 2, device cpu"), "{out}");
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("LATEST")).unwrap().trim(),
+        "epoch-0002"
+    );
+    // `sample` of a checkpoint directory writes its default grid into the run directory.
+    ok(&["sample", dir.join("epoch-0002").to_str().unwrap()]);
+    assert!(dir.join("samples.png").is_file());
     // A run saved as trained on a GPU, resumed on a machine without one: a clear error that
     // says how to go on, and going on with --device cpu works.
     if ssvae::backend::cuda::cuda_status().is_ok() {
