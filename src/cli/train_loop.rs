@@ -1,4 +1,4 @@
-//! The loop of `ssvae train`, new or resumed: `fit` with an observer that shows a progress bar
+//! The loop of `ssvae train`, new or resumed: `fit_with` and an observer that shows a progress bar
 //! with examples/s during an epoch, then writes the epoch's row in metrics.csv and its
 //! checkpoint and prints a one-line summary; a non-finite loss ends it with a message naming
 //! the last good checkpoint.
@@ -82,6 +82,8 @@ impl Observer for CliObserver<'_> {
     }
 }
 
+/// The line printed after each epoch: time, speed, rate, the loss terms, then the test (and
+/// validation) figures that apply to the model.
 fn epoch_line(r: &EpochReport, clustering: bool, val: Option<&Evaluation>) -> String {
     let terms: Vec<String> = r.train.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
     let mut s = format!(
