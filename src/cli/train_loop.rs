@@ -1,7 +1,7 @@
-//! The loop of `ssvae train`, new or resumed: `fit_with` and an observer that shows a progress bar
-//! with examples/s during an epoch, then writes the epoch's row in metrics.csv and its
-//! checkpoint and prints a one-line summary; a non-finite loss ends it with a message naming
-//! the last good checkpoint.
+//! The loop of `ssvae train`, new or resumed: `fit_with` and an observer that shows a
+//! progress bar with examples/s during an epoch, then writes the epoch's row in metrics.csv
+//! and its checkpoint and prints a one-line summary; a non-finite loss ends it with a message
+//! naming the last good checkpoint.
 
 use super::is_clustering;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
