@@ -33,18 +33,34 @@
 //! reads it through its `trans_b` flag. `Wᵀ` is built once per call (it is one filter bank, tiny
 //! next to the batch) so every backward-input GEMM reads plain row-major operands.
 //!
-//! A 1×1 kernel with stride 1 and no padding needs no lowering at all: `cols_n` *is* the image
-//! `x_n` viewed as `c_in × (h·w)`, so the GEMMs read and write the tensors directly.
+//! # Several images per GEMM
+//!
+//! One image alone makes a poor GEMM at a VAE's shapes: the second encoder layer has `P = 49`
+//! output positions, so `W · cols_n` is 64 × 49 with a 512-long inner dimension, mostly ragged
+//! edge tiles of the micro-kernel, and its weight-gradient product has an inner dimension of
+//! only 49. So the kernels lower a *group* of `G` images side by side: `cols` is `K × G·P`,
+//! image `g` in columns `g·P .. (g+1)·P`, and `dy` for the group is gathered into the same
+//! channel-major layout `c_out × G·P`:
+//!
+//! ```text
+//!   forward:          Y_g [c_out × G·P]  =  W · cols_g            then scattered to NCHW
+//!   backward-input:   cols_g             =  Wᵀ · dY_g [c_out × G·P], col2im per image
+//!   backward-weight:  dW                +=  dY_g · cols_gᵀ        (inner dimension G·P)
+//! ```
+//!
+//! `G` is the smallest count with `G·P ≥` [`GROUP_COLUMNS`] (capped at the batch): it depends on
+//! the shape only, never on the thread count. The gather and scatter copy `c_out·G·P` values per
+//! group, little next to the `c_out·K·G·P` multiply-adds.
 //!
 //! # Parallelism, scratch, determinism
 //!
-//! Images are independent, so forward and backward-input run one image per rayon task, each task
-//! reusing one `cols` scratch buffer across the images it processes (rayon's `for_each_init`), so
-//! the hot loop does not allocate per image. Backward-weight sums over the batch: the batch is cut
-//! into at most [`MAX_WEIGHT_PARTIALS`] contiguous ranges, a fixed function of `n` alone, each range
-//! accumulates its own partial `dW` in image order, and the partials are then summed in range
-//! order. The result is therefore bit-identical from run to run and for any number of threads
-//! (given a deterministic [`gemm`]).
+//! Groups are independent, so forward and backward-input run one group per rayon task, each
+//! task reusing its scratch buffers across the groups it processes (rayon's `for_each_init`),
+//! so the hot loop does not allocate per group. Backward-weight sums over the batch: the batch
+//! is cut into at most [`MAX_WEIGHT_PARTIALS`] contiguous ranges, a fixed function of `n` alone,
+//! each range accumulates its own partial `dW` group by group in image order, and the partials
+//! are then summed in range order. The result is therefore bit-identical from run to run and
+//! for any number of threads (given a deterministic [`gemm`]).
 //!
 //! The `*_reference` functions are the plain loops straight from the definition; they are the test
 //! oracles, not meant to be fast.
@@ -59,19 +75,24 @@ use crate::backend::Conv2dShape;
 /// shape only.
 pub const MAX_WEIGHT_PARTIALS: usize = 16;
 
+/// The fewest columns (images × output positions) one lowered group aims for: enough for the
+/// GEMM's micro-kernel to run mostly full tiles and to amortise packing `W` (see the module
+/// doc). A group of the second encoder layer (`P = 49`) then holds 11 images, `cols` 1.1 MB.
+pub const GROUP_COLUMNS: usize = 512;
+
 /// Derived sizes shared by the three kernels.
 #[derive(Clone, Copy, Debug)]
 struct Lowering {
     /// c_in·kh·kw: rows of `cols`, length of one filter.
     k: usize,
-    /// h_out·w_out: columns of `cols`, output positions per channel.
+    /// h_out·w_out: output positions per channel, the columns one image takes in `cols`.
     p: usize,
     /// c_in·h·w: elements of one input image.
     in_img: usize,
     /// c_out·h_out·w_out: elements of one output image.
     out_img: usize,
-    /// 1×1 kernel, stride 1, no padding: `cols` is the input image itself.
-    direct: bool,
+    /// Images lowered together (the last group of a batch may hold fewer).
+    group: usize,
 }
 
 impl Lowering {
@@ -82,12 +103,7 @@ impl Lowering {
             p,
             in_img: s.c_in * s.h * s.w,
             out_img: s.c_out * p,
-            direct: s.kh == 1
-                && s.kw == 1
-                && s.stride == 1
-                && s.padding == 0
-                && s.h_out == s.h
-                && s.w_out == s.w,
+            group: GROUP_COLUMNS.div_ceil(p.max(1)).clamp(1, s.n.max(1)),
         }
     }
 
@@ -95,6 +111,22 @@ impl Lowering {
     /// empty kernels and empty images (every tap then reads padding).
     fn trivial(&self, s: &Conv2dShape) -> bool {
         s.n == 0 || self.k == 0 || self.in_img == 0 || self.out_img == 0
+    }
+
+    /// `cols` (`K × G·P`) of the group of images `x_g` (`G·c_in·h·w` values, G ≤ `group`).
+    /// Returns G·P, the group's column count.
+    fn lower<'a>(
+        &self,
+        x_g: &[f32],
+        s: &Conv2dShape,
+        cols: &'a mut Scratch,
+    ) -> (&'a mut [f32], usize) {
+        let width = x_g.len() / self.in_img * self.p;
+        let cols = cols.get(self.k * width);
+        for (g, x_n) in x_g.chunks_exact(self.in_img).enumerate() {
+            im2col(x_n, s, &mut cols[g * self.p..], width);
+        }
+        (cols, width)
     }
 }
 
@@ -116,17 +148,20 @@ fn valid_range(len: usize, n_out: usize, stride: usize, tap: usize, pad: usize) 
     (lo.min(hi), hi)
 }
 
-/// Fill `cols` (`K × P`, see the module doc) from one image `x` (`c_in × h × w`).
-fn im2col(x: &[f32], s: &Conv2dShape, cols: &mut [f32]) {
+/// Fill image `x`'s columns of `cols` (see the module doc): tap row `r` of this image is
+/// `cols[r·width .. r·width + P]`, so `cols` starts at the image's first column and `width` is
+/// the group's row length.
+fn im2col(x: &[f32], s: &Conv2dShape, cols: &mut [f32], width: usize) {
     let (h, w, stride, pad) = (s.h, s.w, s.stride, s.padding);
     let (w_out, p) = (s.w_out, s.h_out * s.w_out);
-    let mut rows = cols.chunks_exact_mut(p);
+    let mut r = 0;
     for plane in x.chunks_exact(h * w).take(s.c_in) {
         for i in 0..s.kh {
             let (oh_lo, oh_hi) = valid_range(h, s.h_out, stride, i, pad);
             for j in 0..s.kw {
                 let (ow_lo, ow_hi) = valid_range(w, w_out, stride, j, pad);
-                let Some(row) = rows.next() else { return };
+                let row = &mut cols[r * width..r * width + p];
+                r += 1;
                 row[..oh_lo * w_out].fill(0.0);
                 row[oh_hi * w_out..].fill(0.0);
                 for oh in oh_lo..oh_hi {
@@ -153,19 +188,20 @@ fn im2col(x: &[f32], s: &Conv2dShape, cols: &mut [f32]) {
     }
 }
 
-/// The adjoint of [`im2col`]: add every entry of `cols` (`K × P`) into the pixel of `dx`
-/// (`c_in × h × w`, accumulated into, not overwritten) it was read from; padding entries are
-/// dropped.
-fn col2im(cols: &[f32], s: &Conv2dShape, dx: &mut [f32]) {
+/// The adjoint of [`im2col`]: add every entry of this image's columns of `cols` (laid out as
+/// there) into the pixel of `dx` (`c_in × h × w`, accumulated into, not overwritten) it was read
+/// from; padding entries are dropped.
+fn col2im(cols: &[f32], s: &Conv2dShape, dx: &mut [f32], width: usize) {
     let (h, w, stride, pad) = (s.h, s.w, s.stride, s.padding);
-    let (w_out, p) = (s.w_out, s.h_out * s.w_out);
-    let mut rows = cols.chunks_exact(p);
+    let w_out = s.w_out;
+    let mut r = 0;
     for plane in dx.chunks_exact_mut(h * w).take(s.c_in) {
         for i in 0..s.kh {
             let (oh_lo, oh_hi) = valid_range(h, s.h_out, stride, i, pad);
             for j in 0..s.kw {
                 let (ow_lo, ow_hi) = valid_range(w, w_out, stride, j, pad);
-                let Some(row) = rows.next() else { return };
+                let row = &cols[r * width..];
+                r += 1;
                 if ow_lo == ow_hi {
                     continue;
                 }
@@ -189,6 +225,27 @@ fn col2im(cols: &[f32], s: &Conv2dShape, dx: &mut [f32]) {
     }
 }
 
+/// Gather a group of images (`G` of `rows × p` each, image-major as in NCHW) into the
+/// channel-major layout `rows × G·p` the group GEMMs read: `dst[r, g·p + q] = src[g][r, q]`.
+fn gather_channel_major(src: &[f32], rows: usize, p: usize, dst: &mut [f32]) {
+    let width = src.len() / rows;
+    for (g, img) in src.chunks_exact(rows * p).enumerate() {
+        for (r, row) in img.chunks_exact(p).enumerate() {
+            dst[r * width + g * p..r * width + (g + 1) * p].copy_from_slice(row);
+        }
+    }
+}
+
+/// The inverse of [`gather_channel_major`]: `dst[g][r, q] = src[r, g·p + q]`.
+fn scatter_channel_major(src: &[f32], rows: usize, p: usize, dst: &mut [f32]) {
+    let width = src.len() / rows;
+    for (g, img) in dst.chunks_exact_mut(rows * p).enumerate() {
+        for (r, row) in img.chunks_exact_mut(p).enumerate() {
+            row.copy_from_slice(&src[r * width + g * p..r * width + (g + 1) * p]);
+        }
+    }
+}
+
 /// y = conv2d(x, w): x `[n, c_in, h, w]`, w `[c_out, c_in, kh, kw]` → y `[n, c_out, h_out, w_out]`.
 pub fn conv2d(x: &[f32], w: &[f32], s: &Conv2dShape) -> Vec<f32> {
     let (x_len, w_len, y_len) = s.sizes();
@@ -199,25 +256,25 @@ pub fn conv2d(x: &[f32], w: &[f32], s: &Conv2dShape) -> Vec<f32> {
         return y;
     }
     let (x, w) = (&x[..x_len], &w[..w_len]);
-    // y_n [c_out × P] = W [c_out × K] · cols_n [K × P]
-    let g = GemmShape {
-        m: s.c_out,
-        n: l.p,
-        k: l.k,
-        trans_a: false,
-        trans_b: false,
-    };
-    y.par_chunks_mut(l.out_img)
-        .zip(x.par_chunks(l.in_img))
-        .for_each_init(Scratch::default, |cols, (y_n, x_n)| {
-            if l.direct {
-                gemm(&g, w, x_n, y_n, false);
-            } else {
-                let cols = cols.get(l.k * l.p);
-                im2col(x_n, s, cols);
-                gemm(&g, w, cols, y_n, false);
-            }
-        });
+    y.par_chunks_mut(l.group * l.out_img)
+        .zip(x.par_chunks(l.group * l.in_img))
+        .for_each_init(
+            || (Scratch::default(), Scratch::default()),
+            |(cols, out), (y_g, x_g)| {
+                let (cols, width) = l.lower(x_g, s, cols);
+                // Y_g [c_out × G·P] = W [c_out × K] · cols_g [K × G·P]
+                let g = GemmShape {
+                    m: s.c_out,
+                    n: width,
+                    k: l.k,
+                    trans_a: false,
+                    trans_b: false,
+                };
+                let out = out.get(s.c_out * width);
+                gemm(&g, w, cols, out, false);
+                scatter_channel_major(out, s.c_out, l.p, y_g);
+            },
+        );
     y
 }
 
@@ -235,7 +292,7 @@ pub fn conv2d_backward_input(dy: &[f32], w: &[f32], s: &Conv2dShape) -> Vec<f32>
         return dx;
     }
     let dy = &dy[..y_len];
-    // Wᵀ once per call (one filter bank, small next to the batch), so that every per-image GEMM
+    // Wᵀ once per call (one filter bank, small next to the batch), so that every group GEMM
     // reads both operands in their natural row-major layout.
     let mut wt = pool::zeros(w_len);
     for (co, w_row) in w[..w_len].chunks_exact(l.k).enumerate() {
@@ -244,31 +301,35 @@ pub fn conv2d_backward_input(dy: &[f32], w: &[f32], s: &Conv2dShape) -> Vec<f32>
         }
     }
     let w = &wt[..];
-    // cols_n [K × P] = Wᵀ [K × c_out] · dy_n [c_out × P]
-    let g = GemmShape {
-        m: l.k,
-        n: l.p,
-        k: s.c_out,
-        trans_a: false,
-        trans_b: false,
-    };
-    dx.par_chunks_mut(l.in_img)
-        .zip(dy.par_chunks(l.out_img))
-        .for_each_init(Scratch::default, |cols, (dx_n, dy_n)| {
-            if l.direct {
-                gemm(&g, w, dy_n, dx_n, false);
-            } else {
-                let cols = cols.get(l.k * l.p);
-                gemm(&g, w, dy_n, cols, false);
-                col2im(cols, s, dx_n);
-            }
-        });
+    dx.par_chunks_mut(l.group * l.in_img)
+        .zip(dy.par_chunks(l.group * l.out_img))
+        .for_each_init(
+            || (Scratch::default(), Scratch::default()),
+            |(cols, dy_cm), (dx_g, dy_g)| {
+                let width = dy_g.len() / l.out_img * l.p;
+                let dy_cm = dy_cm.get(s.c_out * width);
+                gather_channel_major(dy_g, s.c_out, l.p, dy_cm);
+                // cols_g [K × G·P] = Wᵀ [K × c_out] · dY_g [c_out × G·P]
+                let g = GemmShape {
+                    m: l.k,
+                    n: width,
+                    k: s.c_out,
+                    trans_a: false,
+                    trans_b: false,
+                };
+                let cols = cols.get(l.k * width);
+                gemm(&g, w, dy_cm, cols, false);
+                for (g, dx_n) in dx_g.chunks_exact_mut(l.in_img).enumerate() {
+                    col2im(&cols[g * l.p..], s, dx_n, width);
+                }
+            },
+        );
     pool::recycle(wt);
     dx
 }
 
 /// dw from x and dy: dw `[c_out, c_in, kh, kw]` = Σ_n dy_n · cols_nᵀ. Bit-reproducible: the batch
-/// split and the order of summation depend on `s.n` only (see the module doc).
+/// split and the order of summation depend on the shape only (see the module doc).
 pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: &Conv2dShape) -> Vec<f32> {
     let (x_len, w_len, y_len) = s.sizes();
     debug_assert!(
@@ -280,29 +341,29 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: &Conv2dShape) -> Vec<f32
         return pool::zeros(w_len);
     }
     let (x, dy) = (&x[..x_len], &dy[..y_len]);
-    // dW [c_out × K] += dy_n [c_out × P] · cols_nᵀ [P × K]   (cols_n stored K × P)
-    let g = GemmShape {
-        m: s.c_out,
-        n: l.k,
-        k: l.p,
-        trans_a: false,
-        trans_b: true,
-    };
     let per_range = s.n.div_ceil(s.n.min(MAX_WEIGHT_PARTIALS));
     let mut partials: Vec<Vec<f32>> = x
         .par_chunks(per_range * l.in_img)
         .zip(dy.par_chunks(per_range * l.out_img))
         .map(|(x_r, dy_r)| {
             let mut dw = pool::zeros(w_len);
-            let mut cols = Scratch::default();
-            for (x_n, dy_n) in x_r.chunks_exact(l.in_img).zip(dy_r.chunks_exact(l.out_img)) {
-                if l.direct {
-                    gemm(&g, dy_n, x_n, &mut dw, true);
-                } else {
-                    let cols = cols.get(l.k * l.p);
-                    im2col(x_n, s, cols);
-                    gemm(&g, dy_n, cols, &mut dw, true);
-                }
+            let (mut cols, mut dy_cm) = (Scratch::default(), Scratch::default());
+            for (x_g, dy_g) in x_r
+                .chunks(l.group * l.in_img)
+                .zip(dy_r.chunks(l.group * l.out_img))
+            {
+                let (cols, width) = l.lower(x_g, s, &mut cols);
+                let dy_cm = dy_cm.get(s.c_out * width);
+                gather_channel_major(dy_g, s.c_out, l.p, dy_cm);
+                // dW [c_out × K] += dY_g [c_out × G·P] · cols_gᵀ [G·P × K]   (cols_g stored K × G·P)
+                let g = GemmShape {
+                    m: s.c_out,
+                    n: l.k,
+                    k: width,
+                    trans_a: false,
+                    trans_b: true,
+                };
+                gemm(&g, dy_cm, cols, &mut dw, true);
             }
             dw
         })
@@ -474,11 +535,20 @@ mod tests {
                 "stride 3 no pad n1 3->2 11x11 k2 s3 p0",
                 shape(1, 3, 2, 11, 11, (2, 2), 3, 0),
             ),
-            ("1x1 direct n2 4->3 5x6", shape(2, 4, 3, 5, 6, (1, 1), 1, 0)),
+            ("1x1 n2 4->3 5x6", shape(2, 4, 3, 5, 6, (1, 1), 1, 0)),
             ("1x1 s2 p1 n2 3->2 5x6", shape(2, 3, 2, 5, 6, (1, 1), 2, 1)),
             (
                 "non-square k2x3 n2 3->2 6x7 s2 p1",
                 shape(2, 3, 2, 6, 7, (2, 3), 2, 1),
+            ),
+            // Several groups with a ragged last one: P = 196 groups 3 images, P = 49 groups 11.
+            (
+                "enc1 n7 1->32 28x28 k4 s2 p1",
+                shape(7, 1, 32, 28, 28, (4, 4), 2, 1),
+            ),
+            (
+                "enc2 n25 32->64 14x14 k4 s2 p1",
+                shape(25, 32, 64, 14, 14, (4, 4), 2, 1),
             ),
             (
                 "uneven batch n37 2->3 6x6 k3 s1 p1",
