@@ -48,9 +48,13 @@
 //!   backward-weight:  dW                +=  dY_g · cols_gᵀ        (inner dimension G·P)
 //! ```
 //!
-//! `G` is the smallest count with `G·P ≥` [`GROUP_COLUMNS`] (capped at the batch): it depends on
-//! the shape only, never on the thread count. The gather and scatter copy `c_out·G·P` values per
-//! group, little next to the `c_out·K·G·P` multiply-adds.
+//! `G` is the smallest count with `G·P ≥` [`GROUP_COLUMNS`] (capped at the batch), but 1 for
+//! images with at least [`ONE_IMAGE_COLUMNS`] output positions: it depends on the shape only,
+//! never on the thread count. The gather and scatter copy `c_out·G·P` values per group; with a
+//! long filter (`K = 512` at 14→7) that is little next to the `c_out·K·G·P` multiply-adds, but
+//! with `K = 16` (the 28→14 layer, `P = 196`) the copies cost more than the bigger GEMM saves
+//! (measured ~10% slower), so such images go one at a time, where both layouts coincide and
+//! nothing is copied.
 //!
 //! # Parallelism, scratch, determinism
 //!
@@ -80,6 +84,10 @@ pub const MAX_WEIGHT_PARTIALS: usize = 16;
 /// doc). A group of the second encoder layer (`P = 49`) then holds 11 images, `cols` 1.1 MB.
 pub const GROUP_COLUMNS: usize = 512;
 
+/// Images with at least this many output positions are lowered one at a time (see the module
+/// doc).
+pub const ONE_IMAGE_COLUMNS: usize = 128;
+
 /// Derived sizes shared by the three kernels.
 #[derive(Clone, Copy, Debug)]
 struct Lowering {
@@ -103,7 +111,11 @@ impl Lowering {
             p,
             in_img: s.c_in * s.h * s.w,
             out_img: s.c_out * p,
-            group: GROUP_COLUMNS.div_ceil(p.max(1)).clamp(1, s.n.max(1)),
+            group: if p >= ONE_IMAGE_COLUMNS {
+                1
+            } else {
+                GROUP_COLUMNS.div_ceil(p.max(1)).clamp(1, s.n.max(1))
+            },
         }
     }
 
@@ -225,18 +237,24 @@ fn col2im(cols: &[f32], s: &Conv2dShape, dx: &mut [f32], width: usize) {
     }
 }
 
-/// Gather a group of images (`G` of `rows × p` each, image-major as in NCHW) into the
-/// channel-major layout `rows × G·p` the group GEMMs read: `dst[r, g·p + q] = src[g][r, q]`.
-fn gather_channel_major(src: &[f32], rows: usize, p: usize, dst: &mut [f32]) {
+/// A group of images (`G` of `rows × p` each, image-major as in NCHW) in the channel-major
+/// layout `rows × G·p` the group GEMMs read, `[r, g·p + q] = src[g][r, q]`: `src` itself when it
+/// holds one image (the two layouts then coincide), else gathered into `buf`.
+fn as_channel_major<'a>(src: &'a [f32], rows: usize, p: usize, buf: &'a mut Scratch) -> &'a [f32] {
+    if src.len() == rows * p {
+        return src;
+    }
     let width = src.len() / rows;
+    let dst = buf.get(src.len());
     for (g, img) in src.chunks_exact(rows * p).enumerate() {
         for (r, row) in img.chunks_exact(p).enumerate() {
             dst[r * width + g * p..r * width + (g + 1) * p].copy_from_slice(row);
         }
     }
+    dst
 }
 
-/// The inverse of [`gather_channel_major`]: `dst[g][r, q] = src[r, g·p + q]`.
+/// The inverse of [`as_channel_major`]: `dst[g][r, q] = src[r, g·p + q]`.
 fn scatter_channel_major(src: &[f32], rows: usize, p: usize, dst: &mut [f32]) {
     let width = src.len() / rows;
     for (g, img) in dst.chunks_exact_mut(rows * p).enumerate() {
@@ -270,9 +288,13 @@ pub fn conv2d(x: &[f32], w: &[f32], s: &Conv2dShape) -> Vec<f32> {
                     trans_a: false,
                     trans_b: false,
                 };
-                let out = out.get(s.c_out * width);
-                gemm(&g, w, cols, out, false);
-                scatter_channel_major(out, s.c_out, l.p, y_g);
+                if y_g.len() == l.out_img {
+                    gemm(&g, w, cols, y_g, false);
+                } else {
+                    let out = out.get(s.c_out * width);
+                    gemm(&g, w, cols, out, false);
+                    scatter_channel_major(out, s.c_out, l.p, y_g);
+                }
             },
         );
     y
@@ -307,8 +329,7 @@ pub fn conv2d_backward_input(dy: &[f32], w: &[f32], s: &Conv2dShape) -> Vec<f32>
             || (Scratch::default(), Scratch::default()),
             |(cols, dy_cm), (dx_g, dy_g)| {
                 let width = dy_g.len() / l.out_img * l.p;
-                let dy_cm = dy_cm.get(s.c_out * width);
-                gather_channel_major(dy_g, s.c_out, l.p, dy_cm);
+                let dy_cm = as_channel_major(dy_g, s.c_out, l.p, dy_cm);
                 // cols_g [K × G·P] = Wᵀ [K × c_out] · dY_g [c_out × G·P]
                 let g = GemmShape {
                     m: l.k,
@@ -353,8 +374,7 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: &Conv2dShape) -> Vec<f32
                 .zip(dy_r.chunks(l.group * l.out_img))
             {
                 let (cols, width) = l.lower(x_g, s, &mut cols);
-                let dy_cm = dy_cm.get(s.c_out * width);
-                gather_channel_major(dy_g, s.c_out, l.p, dy_cm);
+                let dy_cm = as_channel_major(dy_g, s.c_out, l.p, &mut dy_cm);
                 // dW [c_out × K] += dY_g [c_out × G·P] · cols_gᵀ [G·P × K]   (cols_g stored K × G·P)
                 let g = GemmShape {
                     m: s.c_out,
@@ -541,7 +561,7 @@ mod tests {
                 "non-square k2x3 n2 3->2 6x7 s2 p1",
                 shape(2, 3, 2, 6, 7, (2, 3), 2, 1),
             ),
-            // Several groups with a ragged last one: P = 196 groups 3 images, P = 49 groups 11.
+            // P = 196 goes one image at a time; P = 49 groups 11 images (11, 11, then 3).
             (
                 "enc1 n7 1->32 28x28 k4 s2 p1",
                 shape(7, 1, 32, 28, 28, (4, 4), 2, 1),
