@@ -125,8 +125,8 @@ impl Lowering {
         s.n == 0 || self.k == 0 || self.in_img == 0 || self.out_img == 0
     }
 
-    /// `cols` (`K × G·P`) of the group of images `x_g` (`G·c_in·h·w` values, G ≤ `group`).
-    /// Returns G·P, the group's column count.
+    /// `cols` (`K × G·P`) of the group of images `x_g` (`G·c_in·h·w` values, G ≤ `group`),
+    /// filled in the scratch buffer, and G·P, the group's column count.
     fn lower<'a>(
         &self,
         x_g: &[f32],
