@@ -6,7 +6,7 @@ use super::train_loop::train_loop;
 use super::{load_run_data, positive, run_dir_of, Cli};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory};
-use ssvae::backend::cuda::parse_device;
+use ssvae::backend::cuda::{ensure_available, parse_device};
 use ssvae::data::{self, Dataset, DatasetName, SemiSupervised};
 use ssvae::models::{self, Arch, ModelKind, ModelSpec};
 use ssvae::rng::Rng;
@@ -401,16 +401,13 @@ fn resume_run(
 /// `device`, the one a checkpoint was trained on, if this machine has it; otherwise an error
 /// that says how to continue elsewhere.
 fn saved_device_available(device: Device, ckpt: &Path) -> Result<Device> {
-    match device {
-        Device::Cpu => Ok(Device::Cpu),
-        Device::Cuda(_) => parse_device(&device.to_string()).map_err(|why| {
-            Error::invalid(
-                "--resume",
-                format!(
-                    "{} was trained on {device}, which this machine lacks ({why}); pass --device cpu (or another device) to continue there, with numbers that differ from an uninterrupted run",
-                    ckpt.display()
-                ),
-            )
-        }),
-    }
+    ensure_available(device, &device.to_string()).map_err(|why| {
+        Error::invalid(
+            "--resume",
+            format!(
+                "{} was trained on {device}, which this machine lacks ({why}); pass --device cpu (or another device) to continue there, with numbers that differ from an uninterrupted run",
+                ckpt.display()
+            ),
+        )
+    })
 }

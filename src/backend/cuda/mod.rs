@@ -30,7 +30,7 @@ mod vae;
 pub use adam::AdamTensors;
 pub use alloc::{AllocStats, DeviceBuffer};
 pub use runtime::{cuda_status, CudaRuntime, GemmPrecision};
-pub use select::parse_device;
+pub use select::{ensure_available, parse_device};
 
 use crate::backend::{
     AdamStep, BackendDevice, BackendStorage, BinaryOp, Conv2dShape, MatmulShape, ReduceOp, UnaryOp,

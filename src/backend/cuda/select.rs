@@ -33,14 +33,23 @@ pub fn parse_device(s: &str) -> Result<Device> {
                     format!("{s:?}: expected auto, cpu, cuda or cuda:N"),
                 ));
             };
-            match cuda_status() {
-                Ok(count) if ordinal < count => Ok(Device::Cuda(ordinal)),
-                Ok(count) => Err(Error::Device(format!(
-                    "{s}: only {count} CUDA device(s) present"
-                ))),
-                Err(why) => Err(Error::Device(format!("{s} requested but {why}"))),
-            }
+            ensure_available(Device::Cuda(ordinal), s)
         }
+    }
+}
+
+/// `device` itself when this machine has it (always for the CPU; for `cuda:N`, when
+/// [`cuda_status`] finds more than N devices), else an error naming it as `requested`.
+pub fn ensure_available(device: Device, requested: &str) -> Result<Device> {
+    let Device::Cuda(ordinal) = device else {
+        return Ok(device);
+    };
+    match cuda_status() {
+        Ok(count) if ordinal < count => Ok(device),
+        Ok(count) => Err(Error::Device(format!(
+            "{requested}: only {count} CUDA device(s) present"
+        ))),
+        Err(why) => Err(Error::Device(format!("{requested} requested but {why}"))),
     }
 }
 
