@@ -69,6 +69,7 @@ fn setup(epochs: usize) -> Setup {
         train,
         epoch: 0,
         step: 0,
+        m1_from: None,
     };
     Setup { tt, split, rc }
 }

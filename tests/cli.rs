@@ -561,3 +561,181 @@ fn gmvae_reports_test_error_only_when_trained_with_labels() {
         assert!((wrong / total - want).abs() < 1e-12, "{cm}\nwant {want}");
     }
 }
+
+/// `train` on digits with the data directory, a width of 64 and the CPU, plus `extra`.
+fn digits<'a>(dd: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "train",
+        "--dataset",
+        "digits",
+        "--data-dir",
+        dd,
+        "--hidden",
+        "64",
+        "--device",
+        "cpu",
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+/// The tensors of the checkpoint `epoch` of run `dir`, by name, as raw bytes.
+fn saved_tensors(dir: &Path, epoch: &str) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(dir.join(epoch).join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut v: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.data().to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `train --model m1m2 --m1-from DIR`, the paper's protocol: M1 is the trained VAE of DIR and
+/// stays frozen (the run's M1 tensors are DIR's, bit for bit, after training), M2 alone learns
+/// on its features and classifies well above chance; a source that does not fit is refused.
+#[test]
+fn m1m2_starts_from_a_trained_vae_and_keeps_it_frozen() {
+    let dd = data_dir();
+    let dir = temp_dir("m1-from");
+    let (vae, run, other, m2) = (
+        dir.join("vae"),
+        dir.join("m1m2"),
+        dir.join("other"),
+        dir.join("m2"),
+    );
+    let (v, r, o) = (
+        vae.to_str().unwrap(),
+        run.to_str().unwrap(),
+        other.to_str().unwrap(),
+    );
+    let vae_args = [
+        "--model", "vae", "--z-dim", "8", "--epochs", "20", "--out", v,
+    ];
+    ok(&digits(&dd, &vae_args));
+    let m1m2_args = [
+        "--model",
+        "m1m2",
+        "--z-dim",
+        "8",
+        "--epochs",
+        "15",
+        "--m1-from",
+        v,
+        "--out",
+        r,
+    ];
+    let out = ok(&digits(&dd, &m1m2_args));
+    assert!(
+        out.contains("M1 from ") && out.contains("(frozen after epoch 0)"),
+        "{out}"
+    );
+
+    let source = saved_tensors(&vae, "epoch-0020");
+    let m1: Vec<(String, Vec<u8>)> = saved_tensors(&run, "epoch-0015")
+        .into_iter()
+        .filter_map(|(n, b)| n.strip_prefix("m1.").map(|n| (n.to_string(), b)))
+        .collect();
+    assert_eq!(m1.len(), source.len());
+    assert!(m1 == source, "M1 changed while frozen");
+
+    // M2 learnt on the frozen features: well below the 90% of guessing among 10 classes.
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|c| *c == "test_error").unwrap();
+    let cells: Vec<&str> = csv.lines().last().unwrap().split(',').collect();
+    let error: f64 = cells[col].parse().unwrap();
+    assert!(error < 0.75, "test error {error} after 15 epochs\n{csv}");
+    let config = std::fs::read_to_string(run.join("epoch-0015").join("config.json")).unwrap();
+    assert!(
+        config.contains("\"m1_from\"") && config.contains("\"freeze_m1_after\": 0"),
+        "{config}"
+    );
+
+    // An m1m2 run is a source too (its M1).
+    ok(&digits(
+        &dd,
+        &[
+            "--model",
+            "m1m2",
+            "--z-dim",
+            "8",
+            "--epochs",
+            "1",
+            "--m1-from",
+            r,
+            "--out",
+            o,
+        ],
+    ));
+    // Refusals, each naming what does not fit.
+    let err = fails(&digits(
+        &dd,
+        &[
+            "--model",
+            "m1m2",
+            "--z-dim",
+            "6",
+            "--m1-from",
+            v,
+            "--out",
+            o,
+            "--overwrite",
+        ],
+    ));
+    assert!(err.contains("z dim 8 (this run: 6)"), "{err}");
+    let err = fails(&digits(
+        &dd,
+        &[
+            "--model",
+            "m2",
+            "--z-dim",
+            "8",
+            "--m1-from",
+            v,
+            "--out",
+            o,
+            "--overwrite",
+        ],
+    ));
+    assert!(err.contains("--m1-from: applies to m1m2 only"), "{err}");
+    let err = fails(&digits(
+        &dd,
+        &[
+            "--model",
+            "m1m2",
+            "--z-dim",
+            "8",
+            "--m1-from",
+            v,
+            "--drop-inactive-z1",
+            "--out",
+            o,
+            "--overwrite",
+        ],
+    ));
+    assert!(err.contains("cannot be combined with --m1-from"), "{err}");
+    let m2_dir = m2.to_str().unwrap();
+    ok(&digits(
+        &dd,
+        &[
+            "--model", "m2", "--z-dim", "8", "--epochs", "1", "--out", m2_dir,
+        ],
+    ));
+    let err = fails(&digits(
+        &dd,
+        &[
+            "--model",
+            "m1m2",
+            "--z-dim",
+            "8",
+            "--m1-from",
+            m2_dir,
+            "--out",
+            o,
+            "--overwrite",
+        ],
+    ));
+    assert!(err.contains("holds a model of kind m2"), "{err}");
+}

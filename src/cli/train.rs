@@ -90,6 +90,11 @@ pub struct TrainArgs {
     /// --resume: only where it leaves the epochs already trained unchanged.
     #[arg(long, value_name = "E")]
     freeze_m1_after: Option<usize>,
+    /// m1m2: start M1 from the trained VAE of DIR (a vae, m1 or m1m2 run of the same arch,
+    /// width and z dim on the same dataset) and keep it frozen (--freeze-m1-after 0 unless
+    /// given): M2 trains alone on its features from the first step, the paper's protocol
+    #[arg(long, value_name = "DIR")]
+    m1_from: Option<PathBuf>,
     /// shot: distribution alignment (ReMixMatch) of the interpolation targets, q(y|x)
     /// divided by a running mean of q(y|x) and renormalised; not in SHOT-VAE, off by default
     #[arg(long)]
@@ -167,6 +172,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         steps_per_epoch,
         device,
         freeze_m1_after,
+        m1_from,
         align,
         drop_inactive_z1,
         unfused,
@@ -218,6 +224,23 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
     }
     ssvae::train::check_lr_schedule(lr, &lr_milestones, lr_gamma)?;
     let kind: ModelKind = model.parse()?;
+    if m1_from.is_some() && kind != ModelKind::M1M2 {
+        return Err(Error::invalid(
+            "--m1-from",
+            format!("applies to m1m2 only, not to {kind}"),
+        ));
+    }
+    if m1_from.is_some() && drop_inactive_z1 {
+        return Err(Error::invalid(
+            "--drop-inactive-z1",
+            "measures z1's activity while M1 trains, so it cannot be combined with --m1-from (M1 frozen from the start)",
+        ));
+    }
+    // A trained M1 stays frozen unless told when to freeze it.
+    let freeze_m1_after = match m1_from {
+        Some(_) => freeze_m1_after.or(Some(0)),
+        None => freeze_m1_after,
+    };
     let name: DatasetName = dataset.parse()?;
     let out = out
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{kind}-{name}-{labels}-s{seed}")));
@@ -254,6 +277,20 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         drop_inactive_z1,
     };
     let model = models::build(&spec, &mut rng, device)?;
+    let m1_from = match m1_from {
+        Some(dir) => {
+            let ckpt = checkpoint::load_m1_weights(&dir, &spec, name.as_str(), model.as_ref())?;
+            // Recorded absolute: the run may be resumed from another directory.
+            let ckpt = std::fs::canonicalize(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
+            println!(
+                "M1 from {} (frozen after epoch {})",
+                ckpt.display(),
+                spec.freeze_m1_after.unwrap_or(0)
+            );
+            Some(ckpt)
+        }
+        None => None,
+    };
     let use_unlabelled = kind != ModelKind::Classifier;
     let cfg = TrainConfig {
         epochs,
@@ -295,6 +332,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         train: cfg,
         epoch: 0,
         step: 0,
+        m1_from,
     };
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let state = TrainState::new(model.as_ref(), &split, &rc.train)?;

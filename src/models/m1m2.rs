@@ -34,6 +34,10 @@
 //! backward pass (MNIST, conv M1, two threads: ~22 s an epoch against ~65 s jointly). Frozen
 //! epochs train M2 whatever `m1_only_fraction` says (a resume that lengthens the run moves
 //! `ctx.progress` back, which must not switch M2 off).
+//! With `freeze_m1_after = 0` M1 never trains: that is how a run starts from an M1 trained
+//! elsewhere (`train --m1-from DIR`, [`crate::train::checkpoint::load_m1_weights`] copies the
+//! VAE of a `vae`, `m1` or `m1m2` checkpoint into `m1.*`), the paper's protocol exactly: M1
+//! trained on its own as long as it takes, then M2 alone on its frozen features.
 //!
 //! The likelihood's variance is learned per dimension ([`super::M1M2_SIGMA`] = `None`), as in
 //! the reference code's Gaussian p(x|y,z): the uninformative z1 dimensions (posterior ≈ prior,

@@ -22,7 +22,7 @@
 
 use super::{TrainConfig, TrainState, INIT_STREAM};
 use crate::data::{Batcher, BatcherState, SemiSupervised};
-use crate::models::{self, Model, ModelSpec};
+use crate::models::{self, Model, ModelKind, ModelSpec};
 use crate::rng::Rng;
 use crate::storage::Storage;
 use crate::{nn, Device, Error, Result, Tensor};
@@ -66,6 +66,11 @@ pub struct RunConfig {
     pub epoch: usize,
     /// Completed optimiser steps when saved.
     pub step: usize,
+    /// m1m2 started from a trained M1: the checkpoint directory its M1 weights were copied
+    /// from before the first step ([`load_m1_weights`]). A record of where the run came from;
+    /// a resume does not read it (the weights are in the run's own checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub m1_from: Option<PathBuf>,
 }
 
 /// state.json.
@@ -508,6 +513,95 @@ pub fn build_model(ckpt: &Path, cfg: &RunConfig, device: Device) -> Result<Box<d
     check_position(&path, &read_file(&path)?, cfg.epoch, cfg.step)?;
     load_weights(ckpt, model.as_ref())?;
     Ok(model)
+}
+
+/// Where the VAE that M1+M2 stacks on sits among the tensors of each model that has one: the
+/// whole of a `vae`, `vae.*` of an `m1`, `m1.*` of an `m1m2`.
+fn m1_prefix(kind: ModelKind) -> Option<&'static str> {
+    match kind {
+        ModelKind::Vae => Some(""),
+        ModelKind::M1 => Some("vae."),
+        ModelKind::M1M2 => Some("m1."),
+        _ => None,
+    }
+}
+
+/// Start an M1+M2 model from a trained M1, the paper's protocol (M1 trained to convergence
+/// first, then M2 on its frozen features): copy the VAE of the checkpoint in `dir` (a run or
+/// checkpoint directory of a `vae`, `m1` or `m1m2` run) into `model`'s M1 (its `m1.*`
+/// tensors), which `spec` describes and which was trained on `dataset`. The source must be a
+/// VAE of the same architecture, input, width and latent size, trained on the same dataset;
+/// anything else is refused naming the difference. Returns the checkpoint directory read.
+pub fn load_m1_weights(
+    dir: &Path,
+    spec: &ModelSpec,
+    dataset: &str,
+    model: &dyn Model,
+) -> Result<PathBuf> {
+    const FLAG: &str = "--m1-from";
+    if spec.kind != ModelKind::M1M2 {
+        return Err(Error::invalid(
+            FLAG,
+            format!("applies to m1m2 only, not to {}", spec.kind),
+        ));
+    }
+    let ckpt = resolve(dir)?;
+    let src = load_config(&ckpt)?;
+    let prefix = m1_prefix(src.model.kind).ok_or_else(|| {
+        Error::invalid(
+            FLAG,
+            format!(
+                "{} holds a model of kind {}; M1 comes from a vae, m1 or m1m2 run",
+                ckpt.display(),
+                src.model.kind
+            ),
+        )
+    })?;
+    let width = |s: &ModelSpec| models::arch::trunk_width(s.arch, s.hidden);
+    let differences: Vec<String> = [
+        (src.dataset != dataset).then(|| format!("dataset {} (this run: {dataset})", src.dataset)),
+        (src.model.arch != spec.arch).then(|| {
+            format!(
+                "arch {} (this run: {})",
+                src.model.arch.as_str(),
+                spec.arch.as_str()
+            )
+        }),
+        (src.model.input != spec.input)
+            .then(|| format!("input {:?} (this run: {:?})", src.model.input, spec.input)),
+        (width(&src.model) != width(spec)).then(|| {
+            format!(
+                "hidden width {} (this run: {})",
+                width(&src.model),
+                width(spec)
+            )
+        }),
+        (src.model.z_dim != spec.z_dim)
+            .then(|| format!("z dim {} (this run: {})", src.model.z_dim, spec.z_dim)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !differences.is_empty() {
+        return Err(Error::invalid(
+            FLAG,
+            format!(
+                "the M1 of {} differs from this run's: {}",
+                ckpt.display(),
+                differences.join(", ")
+            ),
+        ));
+    }
+    let path = ckpt.join(MODEL_FILE);
+    let bytes = read_file(&path)?;
+    check_position(&path, &bytes, src.epoch, src.step)?;
+    let st = parse_safetensors(&path, &bytes)?;
+    for (name, t) in nn::state(model, "") {
+        if let Some(rest) = name.strip_prefix("m1.") {
+            copy_tensor(&path, &st, &format!("{prefix}{rest}"), &t)?;
+        }
+    }
+    Ok(ckpt)
 }
 
 /// The training state saved in checkpoint directory `ckpt` for `model` (whose weights were
