@@ -669,73 +669,41 @@ fn m1m2_starts_from_a_trained_vae_and_keeps_it_frozen() {
             o,
         ],
     ));
-    // Refusals, each naming what does not fit.
-    let err = fails(&digits(
-        &dd,
-        &[
-            "--model",
-            "m1m2",
-            "--z-dim",
-            "6",
-            "--m1-from",
-            v,
-            "--out",
-            o,
-            "--overwrite",
-        ],
-    ));
-    assert!(err.contains("z dim 8 (this run: 6)"), "{err}");
-    let err = fails(&digits(
-        &dd,
-        &[
-            "--model",
-            "m2",
-            "--z-dim",
-            "8",
-            "--m1-from",
-            v,
-            "--out",
-            o,
-            "--overwrite",
-        ],
-    ));
-    assert!(err.contains("--m1-from: applies to m1m2 only"), "{err}");
-    let err = fails(&digits(
-        &dd,
-        &[
-            "--model",
-            "m1m2",
-            "--z-dim",
-            "8",
-            "--m1-from",
-            v,
-            "--drop-inactive-z1",
-            "--out",
-            o,
-            "--overwrite",
-        ],
-    ));
-    assert!(err.contains("cannot be combined with --m1-from"), "{err}");
-    let m2_dir = m2.to_str().unwrap();
+    // Refusals, each naming what does not fit: (model, z dim, source, extra flag, message).
+    let refused = dir.join("refused");
+    let (m2_dir, x) = (m2.to_str().unwrap(), refused.to_str().unwrap());
     ok(&digits(
         &dd,
         &[
             "--model", "m2", "--z-dim", "8", "--epochs", "1", "--out", m2_dir,
         ],
     ));
-    let err = fails(&digits(
-        &dd,
-        &[
-            "--model",
+    for (model, z, source, extra, want) in [
+        ("m1m2", "6", v, None, "z dim 8 (this run: 6)"),
+        ("m2", "8", v, None, "--m1-from: applies to m1m2 only"),
+        (
             "m1m2",
-            "--z-dim",
             "8",
-            "--m1-from",
-            m2_dir,
-            "--out",
-            o,
-            "--overwrite",
-        ],
-    ));
-    assert!(err.contains("holds a model of kind m2"), "{err}");
+            v,
+            Some("--drop-inactive-z1"),
+            "cannot be combined with --m1-from",
+        ),
+        ("m1m2", "8", m2_dir, None, "holds a model of kind m2"),
+    ] {
+        let mut a = digits(
+            &dd,
+            &[
+                "--model",
+                model,
+                "--z-dim",
+                z,
+                "--m1-from",
+                source,
+                "--out",
+                x,
+            ],
+        );
+        a.extend(extra);
+        assert!(fails(&a).contains(want), "{a:?}: no {want:?}");
+    }
 }
