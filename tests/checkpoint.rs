@@ -58,6 +58,7 @@ fn setup(epochs: usize) -> Setup {
         steps_per_epoch: None,
         use_unlabelled: true,
         augment_shift: 0,
+        binarize: false,
     };
     let rc = RunConfig {
         format: checkpoint::FORMAT_VERSION,
@@ -323,20 +324,26 @@ fn resume_matches_a_straight_run(name: &str, extra: &[&str]) -> (Vec<String>, Pa
 }
 
 #[test]
-fn resume_through_the_cli_matches_a_straight_run_bit_for_bit_also_with_shifted_images() {
+fn resume_through_the_cli_matches_a_straight_run_bit_for_bit_also_with_augmented_images() {
     let (plain, _) = resume_matches_a_straight_run("cli-resume", &[]);
-    let (shifted, dir) =
+    let (shifted, shift_dir) =
         resume_matches_a_straight_run("cli-resume-shift", &["--augment-shift", "1"]);
-    assert_eq!(plain[0], shifted[0], "the same columns");
-    for epoch in 1..=2 {
-        assert_ne!(
-            plain[epoch], shifted[epoch],
-            "epoch {epoch}: shifted batches train differently"
-        );
+    let (binary, binary_dir) =
+        resume_matches_a_straight_run("cli-resume-binarize", &["--binarize"]);
+    for (what, augmented) in [("shifted", &shifted), ("binarised", &binary)] {
+        assert_eq!(plain[0], augmented[0], "the same columns");
+        for epoch in 1..=2 {
+            assert_ne!(
+                plain[epoch], augmented[epoch],
+                "epoch {epoch}: {what} batches train differently"
+            );
+        }
     }
-    // The shift is part of the run's saved settings.
-    let rc = checkpoint::load_config(&checkpoint::resolve(&dir).unwrap()).unwrap();
-    assert_eq!(rc.train.augment_shift, 1);
+    // The augmentations are part of the run's saved settings.
+    let saved = |dir: &Path| checkpoint::load_config(&checkpoint::resolve(dir).unwrap()).unwrap();
+    let (s, b) = (saved(&shift_dir), saved(&binary_dir));
+    assert_eq!((s.train.augment_shift, s.train.binarize), (1, false));
+    assert_eq!((b.train.augment_shift, b.train.binarize), (0, true));
 }
 
 #[test]

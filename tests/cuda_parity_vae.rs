@@ -1098,6 +1098,7 @@ mod m2_end_to_end {
             steps_per_epoch: Some(1),
             use_unlabelled: true,
             augment_shift: 0,
+            binarize: false,
         };
         fit(&model, train, test, &split, &cfg, |_| Ok(())).unwrap()
     }

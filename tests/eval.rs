@@ -56,6 +56,7 @@ fn iwae_bound_is_above_the_elbo_and_grows_with_k() {
         steps_per_epoch: None,
         use_unlabelled: true,
         augment_shift: 0,
+        binarize: false,
     };
     fit(
         model.as_ref(),
@@ -146,6 +147,7 @@ fn latent_activity_tells_collapsed_units_from_informative_ones() {
         steps_per_epoch: None,
         use_unlabelled: true,
         augment_shift: 0,
+        binarize: false,
     };
     let build = |kind| {
         let mut rng = Rng::new(2, INIT_STREAM);

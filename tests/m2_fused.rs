@@ -49,6 +49,7 @@ fn train(fused: bool) -> Vec<EpochReport> {
         steps_per_epoch: Some(1),
         use_unlabelled: true,
         augment_shift: 0,
+        binarize: false,
     };
     fit(&model, &tt.train, &tt.test, &split, &cfg, |_| Ok(())).unwrap()
 }

@@ -68,6 +68,7 @@ fn config(epochs: usize, steps: usize, batch: usize, lr: f32) -> TrainConfig {
         steps_per_epoch: Some(steps),
         use_unlabelled: true,
         augment_shift: 0,
+        binarize: false,
     }
 }
 

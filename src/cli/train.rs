@@ -113,6 +113,10 @@ pub struct TrainArgs {
     /// RandomCrop with padding N); evaluation never shifts. 0: off
     #[arg(long, default_value_t = 0, value_name = "N")]
     augment_shift: usize,
+    /// Dynamic binarisation: each training pixel (after any shift) a fresh Bernoulli draw of
+    /// its intensity at every step, as Kingma et al.'s M1; evaluation sees the grey levels
+    #[arg(long)]
+    binarize: bool,
 }
 
 /// Flags of `train` that `--resume` accepts (the rest come from the checkpoint; `resume`
@@ -177,6 +181,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         drop_inactive_z1,
         unfused,
         augment_shift,
+        binarize,
     } = args;
     let given = given_flags(matches, "train");
     positive("--epochs", epochs)?;
@@ -305,9 +310,10 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         steps_per_epoch,
         use_unlabelled,
         augment_shift,
+        binarize,
     };
     println!(
-        "training {} on {} ({} train, {} test), {} labels, {} held out for validation, alpha {}, {epochs} epochs{}, device {device} → {}",
+        "training {} on {} ({} train, {} test), {} labels, {} held out for validation, alpha {}, {epochs} epochs{}{}, device {device} → {}",
         model.name(),
         name,
         tt.train.n,
@@ -319,6 +325,11 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
             format!(", training images shifted by up to {augment_shift} pixels")
         } else {
             String::new()
+        },
+        if binarize {
+            ", training images binarised"
+        } else {
+            ""
         },
         out.display()
     );

@@ -1,4 +1,5 @@
-//! Data augmentation of training batches: random translation of images.
+//! Data augmentation of training batches: random translation of images and dynamic
+//! binarisation.
 //!
 //! [`random_shift`] moves every image of a batch by its own offset (dy, dx), each drawn
 //! uniformly from {−s, …, s}; pixels shifted in from outside the image are 0 and pixels shifted
@@ -11,8 +12,15 @@
 //! (SHOT-VAE's reference code pads and crops its CIFAR inputs by 4). Training only: evaluation
 //! always sees the images as they are. The trainer draws the offsets from its own generator
 //! (the checkpointed training stream), so augmented runs are deterministic and resume exactly.
+//!
+//! [`binarize`] replaces every pixel intensity p ∈ [0, 1] by a fresh Bernoulli(p) draw, 1 with
+//! probability p, else 0: "dynamically binarised MNIST" (Salakhutdinov and Murray 2008; the
+//! setting of Kingma et al.'s M1 code, `bernoulli_x=True`), in which the Bernoulli decoder
+//! models the binary images it is trained on, and every epoch sees another binarisation of
+//! each image. Training only, after the shift; evaluation sees the grey levels, each the
+//! expectation of its binarisations. Drawn from the training stream as well.
 
-use crate::rng::Rng;
+use crate::rng::{uniform_at, Rng};
 use crate::{Error, Result};
 
 /// Refuses a shift that could move an image entirely out of its frame: `max_shift` must be
@@ -85,6 +93,20 @@ pub fn random_shift(
         record.copy_from_slice(&shifted);
     }
     Ok(())
+}
+
+/// Dynamic binarisation of `x` in place: each value p becomes 1 with probability p, else 0
+/// (values at or below 0 always become 0, at or above 1 always 1), one uniform per value drawn
+/// from `rng` by counter (value i uses element i of one key).
+pub fn binarize(x: &mut [f32], rng: &mut Rng) {
+    let key = rng.next_key(x.len());
+    for (i, v) in x.iter_mut().enumerate() {
+        *v = if uniform_at(key, i as u64) < *v {
+            1.0
+        } else {
+            0.0
+        };
+    }
 }
 
 #[cfg(test)]
@@ -206,5 +228,34 @@ mod tests {
         assert!(check_shift(2, (2, 3, 4)).is_ok());
         let e = random_shift(&mut x[..23], (2, 3, 4), 1, &mut Rng::new(0, 0)).unwrap_err();
         assert!(e.to_string().contains("whole records"), "{e}");
+    }
+
+    #[test]
+    fn binarize_draws_each_pixel_from_its_bernoulli() {
+        let n = 200_000;
+        let levels = [0.0f32, 0.1, 0.5, 0.9, 1.0];
+        let grey: Vec<f32> = (0..n).map(|i| levels[i % levels.len()]).collect();
+        let draw = |seed| {
+            let mut x = grey.clone();
+            binarize(&mut x, &mut Rng::new(seed, 1));
+            x
+        };
+        let x = draw(7);
+        assert_eq!(x, draw(7), "the same stream gives the same images");
+        assert_ne!(x, draw(8), "another stream, other images");
+        assert!(x.iter().all(|&v| v == 0.0 || v == 1.0));
+        for (j, &p) in levels.iter().enumerate() {
+            let ones = x
+                .iter()
+                .skip(j)
+                .step_by(levels.len())
+                .filter(|&&v| v == 1.0);
+            let freq = ones.count() as f64 / (n / levels.len()) as f64;
+            // 40 000 draws per level: the standard error is at most 0.0025.
+            assert!((freq - p as f64).abs() < 0.01, "p = {p}: frequency {freq}");
+            if p == 0.0 || p == 1.0 {
+                assert_eq!(freq, p as f64, "0 and 1 stay as they are");
+            }
+        }
     }
 }

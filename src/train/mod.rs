@@ -1,5 +1,5 @@
 //! The training loop: minibatches of labelled and unlabelled examples (optionally shifted at
-//! random, [`TrainConfig::augment_shift`]), one Adam step per minibatch, an evaluation on the
+//! random, [`TrainConfig::augment_shift`], and binarised, [`TrainConfig::binarize`]), one Adam step per minibatch, an evaluation on the
 //! test set after each epoch. It knows models only through [`Model`]; NaN or infinity in any
 //! loss term stops training with the step and term named, and so does a non-finite test ELBO
 //! (the epoch is then not reported, so not checkpointed).
@@ -66,6 +66,11 @@ pub struct TrainConfig {
     /// Evaluation never shifts.
     #[serde(default)]
     pub augment_shift: usize,
+    /// Dynamic binarisation of the training images (after any shift): each pixel a fresh
+    /// Bernoulli draw of its intensity at every step ([`crate::data::augment::binarize`], from
+    /// the training stream). Evaluation sees the grey levels.
+    #[serde(default)]
+    pub binarize: bool,
 }
 
 /// The usual step decay: a tenth at each milestone.
@@ -218,7 +223,8 @@ fn rows_to_tensor(
 }
 
 /// A training batch: rows `idx` of `ds` as in [`batch_tensor`], each image shifted at random
-/// by up to `cfg.augment_shift` pixels with offsets drawn from `rng` (no draws when it is 0).
+/// by up to `cfg.augment_shift` pixels with offsets drawn from `rng` (no draws when it is 0),
+/// then binarised with draws from `rng` if `cfg.binarize`.
 fn training_batch(
     ds: &Dataset,
     idx: &[usize],
@@ -228,6 +234,9 @@ fn training_batch(
     let (mut x, y) = crate::data::gather(ds, idx)?;
     let shape = (ds.channels, ds.height, ds.width);
     crate::data::augment::random_shift(&mut x, shape, cfg.augment_shift, rng)?;
+    if cfg.binarize {
+        crate::data::augment::binarize(&mut x, rng);
+    }
     rows_to_tensor(x, y, ds, cfg.device)
 }
 
