@@ -20,7 +20,9 @@
 //! each image. Training only, after the shift; evaluation sees the grey levels, each the
 //! expectation of its binarisations. Drawn from the training stream as well.
 
-use crate::rng::{uniform_at, Rng};
+#[cfg(doc)]
+use crate::rng::uniform_at;
+use crate::rng::{block, u32_to_unit, Rng};
 use crate::{Error, Result};
 
 /// Refuses a shift that could move an image entirely out of its frame: `max_shift` must be
@@ -97,15 +99,15 @@ pub fn random_shift(
 
 /// Dynamic binarisation of `x` in place: each value p becomes 1 with probability p, else 0
 /// (values at or below 0 always become 0, at or above 1 always 1), one uniform per value drawn
-/// from `rng` by counter (value i uses element i of one key).
+/// from `rng` by counter: value i uses element i of one key, [`crate::rng::uniform_at`]`(key, i)`, taken
+/// here four at a time from each Philox block (one block per four pixels, not per pixel).
 pub fn binarize(x: &mut [f32], rng: &mut Rng) {
     let key = rng.next_key(x.len());
-    for (i, v) in x.iter_mut().enumerate() {
-        *v = if uniform_at(key, i as u64) < *v {
-            1.0
-        } else {
-            0.0
-        };
+    for (j, four) in x.chunks_mut(4).enumerate() {
+        let words = block(key, key.offset + j as u64);
+        for (v, w) in four.iter_mut().zip(words) {
+            *v = if u32_to_unit(w) < *v { 1.0 } else { 0.0 };
+        }
     }
 }
 
@@ -241,6 +243,11 @@ mod tests {
             x
         };
         let x = draw(7);
+        // Pixel i is 1 exactly when element i of the key's uniform draw is below its level.
+        let key = Rng::new(7, 1).next_key(n);
+        let by_element =
+            (0..n).map(|i| (crate::rng::uniform_at(key, i as u64) < grey[i]) as u8 as f32);
+        assert!(x.iter().copied().eq(by_element));
         assert_eq!(x, draw(7), "the same stream gives the same images");
         assert_ne!(x, draw(8), "another stream, other images");
         assert!(x.iter().all(|&v| v == 0.0 || v == 1.0));
