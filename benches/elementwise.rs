@@ -50,6 +50,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| x.copy().unwrap())
     });
     g.bench_function(BenchmarkId::new("exp", n), |b| b.iter(|| x.exp().unwrap()));
+    g.bench_function(BenchmarkId::new("softplus", n), |b| {
+        b.iter(|| x.softplus().unwrap())
+    });
     g.bench_function(BenchmarkId::new("relu", n), |b| {
         b.iter(|| x.relu().unwrap())
     });

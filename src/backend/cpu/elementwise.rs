@@ -14,33 +14,39 @@ use rayon::prelude::*;
 pub const PAR_CHUNK: usize = 1 << 15;
 
 /// out[i] = f(x[i]).
+///
+/// `f` is called from one place, the chunk loop `kernel`, which both the serial and the
+/// parallel path run: LLVM inlines a function into its only call site whatever its size, but
+/// with two call sites it kept a large `f` (softplus: exp and ln_1p inlined into it) out of
+/// line, one scalar call per element instead of a vectorised loop — a quarter of an M1+M2
+/// training step's CPU time. The same holds for [`zip_map`].
 pub fn map<F: Fn(f32) -> f32 + Sync>(x: &[f32], f: F) -> Vec<f32> {
     let mut out = pool::for_overwrite(x.len());
+    let kernel = |o: &mut [f32], x: &[f32]| o.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v));
     if x.len() < PAR_CHUNK {
-        out.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v));
+        kernel(&mut out, x);
     } else {
         out.par_chunks_mut(PAR_CHUNK)
             .zip(x.par_chunks(PAR_CHUNK))
-            .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v)));
+            .for_each(|(o, x)| kernel(o, x));
     }
     out
 }
 
-/// out[i] = f(x[i], y[i]).
+/// out[i] = f(x[i], y[i]) (`f` called from one place, as in [`map`]).
 pub fn zip_map<F: Fn(f32, f32) -> f32 + Sync>(x: &[f32], y: &[f32], f: F) -> Vec<f32> {
     let mut out = pool::for_overwrite(x.len());
-    if x.len() < PAR_CHUNK {
-        for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
+    let kernel = |o: &mut [f32], x: &[f32], y: &[f32]| {
+        for ((o, &a), &b) in o.iter_mut().zip(x).zip(y) {
             *o = f(a, b);
         }
+    };
+    if x.len() < PAR_CHUNK {
+        kernel(&mut out, x, y);
     } else {
         out.par_chunks_mut(PAR_CHUNK)
             .zip(x.par_chunks(PAR_CHUNK).zip(y.par_chunks(PAR_CHUNK)))
-            .for_each(|(o, (x, y))| {
-                for ((o, &a), &b) in o.iter_mut().zip(x).zip(y) {
-                    *o = f(a, b);
-                }
-            });
+            .for_each(|(o, (x, y))| kernel(o, x, y));
     }
     out
 }
