@@ -296,6 +296,8 @@ pub fn run(
         x_lab: Some(uniform(&[bl, d], &mut rng, device)?),
         y_lab: (0..bl as u32).map(|i| i % k as u32).collect(),
         x_unlab: Some(uniform(&[bu, d], &mut rng, device)?),
+        rows_lab: None,
+        rows_unlab: None,
     };
     let mut train_rng = Rng::new(0, 0x57E9);
     let step_reps = Reps {

@@ -348,6 +348,8 @@ fn conv_models_train_on_synthetic_28x28() {
                 x_lab: Some(xl.clone()),
                 y_lab: yl.clone(),
                 x_unlab: Some(xu.clone()),
+                rows_lab: None,
+                rows_unlab: None,
             };
             let mut ctx = StepContext {
                 epoch: 1,

@@ -341,6 +341,12 @@ pub struct Batch {
     pub y_lab: Vec<u32>,
     /// Unlabelled inputs [b_u, D].
     pub x_unlab: Option<Tensor>,
+    /// The training-set rows whose images `x_lab` holds, when it holds them exactly as stored
+    /// (no augmentation): a key under which a model may keep per-example results that depend
+    /// on the image alone (M1+M2 keeps its frozen M1's q(z1|x)). `None`: nothing to key on.
+    pub rows_lab: Option<Vec<usize>>,
+    /// The same for `x_unlab`.
+    pub rows_unlab: Option<Vec<usize>>,
 }
 
 impl Batch {

@@ -555,27 +555,32 @@ pub fn fit_with(
         let mut examples = 0usize;
         for i in 0..steps {
             let step = state.step + 1;
-            let (x_lab, y_lab) = match state.labelled.as_mut() {
+            // The images are the stored rows unless augmentation changes them.
+            let as_stored = cfg.augment_shift == 0 && !cfg.binarize;
+            let (x_lab, y_lab, rows_lab) = match state.labelled.as_mut() {
                 Some(b) => {
                     let li = b.next_batch().to_vec();
                     examples += li.len();
                     let (x, y) = training_batch(train, &li, cfg, &mut state.rng)?;
-                    (Some(x), y)
+                    (Some(x), y, as_stored.then_some(li))
                 }
-                None => (None, Vec::new()),
+                None => (None, Vec::new(), None),
             };
-            let x_unlab = match state.unlabelled.as_mut() {
+            let (x_unlab, rows_unlab) = match state.unlabelled.as_mut() {
                 Some(b) => {
                     let ui = b.next_batch().to_vec();
                     examples += ui.len();
-                    Some(training_batch(train, &ui, cfg, &mut state.rng)?.0)
+                    let x = training_batch(train, &ui, cfg, &mut state.rng)?.0;
+                    (Some(x), as_stored.then_some(ui))
                 }
-                None => None,
+                None => (None, None),
             };
             let batch = Batch {
                 x_lab,
                 y_lab,
                 x_unlab,
+                rows_lab,
+                rows_unlab,
             };
             let mut ctx = StepContext {
                 epoch,
