@@ -235,12 +235,6 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
             format!("applies to m1m2 only, not to {kind}"),
         ));
     }
-    if m1_from.is_some() && drop_inactive_z1 {
-        return Err(Error::invalid(
-            "--drop-inactive-z1",
-            "measures z1's activity while M1 trains, so it cannot be combined with --m1-from (M1 frozen from the start)",
-        ));
-    }
     // A trained M1 stays frozen unless told when to freeze it.
     let freeze_m1_after = match m1_from {
         Some(_) => freeze_m1_after.or(Some(0)),

@@ -69,7 +69,9 @@
 //! q(y|z1) has to learn to ignore. Without the option every unit is modelled (the learned
 //! variance explains the noise at a constant cost, s ≈ 1). With it, a running activity per
 //! unit, a ← m·a + (1 − m)·Var_batch(μ(x_u)) with m = [`ACTIVITY_MOMENTUM`] over the
-//! unlabelled batches while M1 trains (a buffer, checkpointed; fixed once M1 is frozen),
+//! unlabelled batches (a buffer, checkpointed; it follows M1 while M1 trains and measures the
+//! frozen M1 after, so that an M1 loaded with `--m1-from` is measured too: every unit counts
+//! as active at first, a collapsed one drops below the threshold within ~45 steps),
 //! decides which units are active (a > [`ACTIVE_UNIT_THRESHOLD`] = 0.01, the same criterion as
 //! `eval --active-units`), and with the mask m_z of active units:
 //!   - q(y|f) and q(z2|f,y) read f ⊙ m_z (the inactive units are hidden from them);
@@ -387,9 +389,14 @@ impl M1M2 {
         Ok(())
     }
 
-    /// Features for the upper M2: z1 ~ q(z1|x), detached (no gradient reaches M1). With the
-    /// training `rows` of `x` (only while M1 is frozen), q(z1|x) comes from the cache.
-    fn features(&self, x: &Tensor, rows: Option<&[usize]>, rng: &mut Rng) -> Result<Tensor> {
+    /// Features for the upper M2: (μ(x), z1 ~ q(z1|x)), detached (no gradient reaches M1).
+    /// With the training `rows` of `x` (only while M1 is frozen), q(z1|x) comes from the cache.
+    fn features(
+        &self,
+        x: &Tensor,
+        rows: Option<&[usize]>,
+        rng: &mut Rng,
+    ) -> Result<(Tensor, Tensor)> {
         let _g = no_grad();
         let (mu, lv) = match rows {
             Some(rows) => self
@@ -399,7 +406,8 @@ impl M1M2 {
                 .posterior(&self.m1, x, rows)?,
             None => self.m1.encode(x)?,
         };
-        util::reparam(&mu, &lv, rng, self.device)
+        let z = util::reparam(&mu, &lv, rng, self.device)?;
+        Ok((mu, z))
     }
 }
 
@@ -433,35 +441,35 @@ impl Model for M1M2 {
             });
             Ok(())
         };
-        // M1's own objective, on the unlabelled batch (the labelled one when there is none).
-        let mut z1 = None;
-        if let (false, Some(x)) = (m1_frozen, batch.unlabelled().or(batch.labelled())) {
-            let (t, pass) = self.m1.loss_on(x, ctx.progress, ctx.rng)?;
-            add(&t.loss)?;
-            parts.extend(t.parts);
-            // The units' activity follows M1 while it trains (and stays put once it is frozen).
-            self.track_activity(&pass.mu)?;
-            z1 = Some(pass.z);
-        }
-        let mask = self.active_mask()?;
-        let mask = mask.as_ref();
         // The training rows of each batch, to look q(z1|x) up under a frozen M1.
         let (rows_u, rows_l) = match m1_frozen {
             true => (batch.rows_unlab.as_deref(), batch.rows_lab.as_deref()),
             false => (None, None),
         };
-        if let (true, Some(xu)) = (train_m2, batch.unlabelled()) {
-            // The z1 of M1's term when there was one (it is a draw from q(z1|xu)), detached.
-            let f = match z1 {
-                Some(z) => z.detach(),
-                None => self.features(xu, rows_u, ctx.rng)?,
-            };
+        // z1 ~ q(z1|xu), detached: from M1's own objective while it trains (on the unlabelled
+        // batch, the labelled one when there is none), a draw from the frozen M1 for M2 after.
+        // The units' activity follows the unlabelled batches' posterior means either way.
+        let mut z1 = None;
+        if let (false, Some(x)) = (m1_frozen, batch.unlabelled().or(batch.labelled())) {
+            let (t, pass) = self.m1.loss_on(x, ctx.progress, ctx.rng)?;
+            add(&t.loss)?;
+            parts.extend(t.parts);
+            self.track_activity(&pass.mu)?;
+            z1 = Some(pass.z.detach());
+        } else if let (true, Some(xu)) = (train_m2, batch.unlabelled()) {
+            let (mu, z) = self.features(xu, rows_u, ctx.rng)?;
+            self.track_activity(&mu)?;
+            z1 = Some(z);
+        }
+        let mask = self.active_mask()?;
+        let mask = mask.as_ref();
+        if let (true, Some(f)) = (train_m2, z1.filter(|_| batch.unlabelled().is_some())) {
             let u = self.m2.unlabelled_bound(&f, mask, ctx.rng)?.mean_all()?;
             add(&u)?;
             parts.push(("unlabelled", u));
         }
         if let (true, Some(xl)) = (train_m2, batch.labelled()) {
-            let f = self.features(xl, rows_l, ctx.rng)?;
+            let (_, f) = self.features(xl, rows_l, ctx.rng)?;
             let y = Tensor::one_hot(&batch.y_lab, self.classes, self.device)?;
             let hf = self.m2.encode_f(&f, mask)?;
             let l = self
@@ -625,6 +633,36 @@ mod tests {
         }
         let cache = model.posterior_cache.lock().unwrap();
         assert_eq!(cache.known, [true; 12], "every row met was kept");
+    }
+
+    #[test]
+    fn a_frozen_m1s_units_are_measured_on_the_unlabelled_batches() {
+        let (mut model, x) = frozen_conv();
+        model.cfg.drop_inactive_z1 = true;
+        model.z1_activity = Some(Tensor::ones([3], Device::Cpu).unwrap());
+        let batch = Batch {
+            x_lab: Some(x.index_select(&[0, 1]).unwrap()),
+            y_lab: vec![0, 1],
+            x_unlab: Some(x.clone()),
+            rows_lab: Some(vec![0, 1]),
+            rows_unlab: Some((0..12).collect()),
+        };
+        let mut rng = Rng::new(1, 1);
+        let mut ctx = StepContext {
+            epoch: 1,
+            epochs: 1,
+            progress: 0.0,
+            rng: &mut rng,
+        };
+        model.loss(&batch, &mut ctx).unwrap();
+        let (mu, _) = model.m1.encode(&x).unwrap();
+        let var = mu.sub(&mu.mean_keepdim(0).unwrap()).unwrap();
+        let var = var.square().unwrap().mean(0).unwrap().to_vec().unwrap();
+        let a = model.z1_activity.as_ref().unwrap().to_vec().unwrap();
+        let m = ACTIVITY_MOMENTUM;
+        for (got, v) in a.iter().zip(var) {
+            assert!((got - (m + (1.0 - m) * v)).abs() < 1e-6, "{a:?}");
+        }
     }
 
     fn set_activity(model: &M1M2, a: &[f32]) {
