@@ -536,17 +536,21 @@ mod tests {
             classes: 3,
             kl_warmup: 0.0,
         };
-        let cfg = M1M2Config {
+        M1M2::new(m1, small_m2(None, true), &mut Rng::new(0, 0), Device::Cpu).unwrap()
+    }
+
+    /// The upper M2 of the test models: 6 hidden units, z2 = 2.
+    fn small_m2(freeze_m1_after: Option<usize>, drop_inactive_z1: bool) -> M1M2Config {
+        M1M2Config {
             hidden: 6,
             z2_dim: 2,
             sigma: None,
             alpha: 1.0,
             m1_only_fraction: 0.0,
-            freeze_m1_after: None,
-            drop_inactive_z1: true,
+            freeze_m1_after,
+            drop_inactive_z1,
             activation: Activation::Softplus,
-        };
-        M1M2::new(m1, cfg, &mut Rng::new(0, 0), Device::Cpu).unwrap()
+        }
     }
 
     /// A conv M1 (8×8 inputs, frozen from the start) under a small M2, and 12 random images.
@@ -559,20 +563,21 @@ mod tests {
             classes: 3,
             kl_warmup: 0.0,
         };
-        let cfg = M1M2Config {
-            hidden: 6,
-            z2_dim: 2,
-            sigma: None,
-            alpha: 1.0,
-            m1_only_fraction: 0.0,
-            freeze_m1_after: Some(0),
-            drop_inactive_z1: false,
-            activation: Activation::Softplus,
-        };
         let mut rng = Rng::new(3, 0);
-        let model = M1M2::new(m1, cfg, &mut rng, Device::Cpu).unwrap();
+        let model = M1M2::new(m1, small_m2(Some(0), false), &mut rng, Device::Cpu).unwrap();
         let x = Tensor::rand([12, 64], rng.next_key(12 * 64), Device::Cpu).unwrap();
         (model, x)
+    }
+
+    /// The loss of a training step in epoch 1 (so with a frozen M1 from `frozen_conv`).
+    fn train_step_loss(model: &M1M2, batch: &Batch, mut rng: Rng) -> Terms {
+        let mut ctx = StepContext {
+            epoch: 1,
+            epochs: 1,
+            progress: 0.5,
+            rng: &mut rng,
+        };
+        model.loss(batch, &mut ctx).unwrap()
     }
 
     #[test]
@@ -611,14 +616,7 @@ mod tests {
                     rows_lab: rows.then(|| l.iter().map(|&r| r as usize).collect()),
                     rows_unlab: rows.then(|| u.iter().map(|&r| r as usize).collect()),
                 };
-                let mut rng = Rng::new(9, step as u32);
-                let mut ctx = StepContext {
-                    epoch: 1,
-                    epochs: 1,
-                    progress: 0.5,
-                    rng: &mut rng,
-                };
-                let terms = model.loss(&batch, &mut ctx).unwrap();
+                let terms = train_step_loss(&model, &batch, Rng::new(9, step as u32));
                 let store = terms.loss.backward().unwrap();
                 let grads: Vec<Vec<f32>> = params
                     .iter()
@@ -647,14 +645,7 @@ mod tests {
             rows_lab: Some(vec![0, 1]),
             rows_unlab: Some((0..12).collect()),
         };
-        let mut rng = Rng::new(1, 1);
-        let mut ctx = StepContext {
-            epoch: 1,
-            epochs: 1,
-            progress: 0.0,
-            rng: &mut rng,
-        };
-        model.loss(&batch, &mut ctx).unwrap();
+        train_step_loss(&model, &batch, Rng::new(1, 1));
         let (mu, _) = model.m1.encode(&x).unwrap();
         let var = mu.sub(&mu.mean_keepdim(0).unwrap()).unwrap();
         let var = var.square().unwrap().mean(0).unwrap().to_vec().unwrap();
