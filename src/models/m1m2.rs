@@ -37,8 +37,8 @@
 //! While M1 is frozen, q(z1|x) of a training image no longer changes: the features are fresh
 //! draws at every step, but the encoder's mean and log-variance are computed once per image
 //! and kept ([`PosteriorCache`], keyed by the training-set row the loop passes in
-//! [`Batch::rows_unlab`] and [`Batch::rows_lab`]; not with augmentation, whose images differ
-//! at every step), as Kingma et al.'s code computes M1's outputs once and samples from them.
+//! [`Batch::rows_unlab`] and [`Batch::rows_lab`], forgotten when a fit starts; not with
+//! augmentation, whose images differ at every step), as Kingma et al.'s code computes M1's outputs once and samples from them.
 //! The encoder's output for a row does not depend on the other rows of its batch (asserted in
 //! the tests below), so a kept row is bit for bit what the encoder would give again: the
 //! numbers are those of the uncached run, and an epoch costs M2 alone (MNIST, conv M1, M2
@@ -501,6 +501,14 @@ impl Model for M1M2 {
         Ok(Terms { loss, parts })
     }
 
+    fn forget_rows(&self) {
+        // A poisoned lock holds a cache of no use either; replace it all the same.
+        match self.posterior_cache.lock() {
+            Ok(mut c) => *c = PosteriorCache::default(),
+            Err(p) => *p.into_inner() = PosteriorCache::default(),
+        }
+    }
+
     fn classify(&self, x: &Tensor) -> Result<Tensor> {
         let (mu, _) = self.m1.encode(x)?;
         self.m2.classify(&mu, self.active_mask()?.as_ref())
@@ -629,8 +637,13 @@ mod tests {
             assert!(plain.0.is_finite() && !plain.1.is_empty());
             assert_eq!(plain, cached, "step {step}");
         }
-        let cache = model.posterior_cache.lock().unwrap();
-        assert_eq!(cache.known, [true; 12], "every row met was kept");
+        assert_eq!(
+            model.posterior_cache.lock().unwrap().known,
+            [true; 12],
+            "every row met was kept"
+        );
+        model.forget_rows();
+        assert!(model.posterior_cache.lock().unwrap().known.is_empty());
     }
 
     #[test]

@@ -343,7 +343,8 @@ pub struct Batch {
     pub x_unlab: Option<Tensor>,
     /// The training-set rows whose images `x_lab` holds, when it holds them exactly as stored
     /// (no augmentation): a key under which a model may keep per-example results that depend
-    /// on the image alone (M1+M2 keeps its frozen M1's q(z1|x)). `None`: nothing to key on.
+    /// on the image alone (M1+M2 keeps its frozen M1's q(z1|x); see [`Model::forget_rows`]).
+    /// `None`: nothing to key on.
     pub rows_lab: Option<Vec<usize>>,
     /// The same for `x_unlab`.
     pub rows_unlab: Option<Vec<usize>>,
@@ -394,6 +395,10 @@ pub trait Model: Module {
     fn has_elbo(&self) -> bool {
         true
     }
+    /// Forget whatever the model keeps per training row ([`Batch::rows_lab`] and
+    /// [`Batch::rows_unlab`] index the training set of one fit, so the training loop calls this
+    /// when a fit starts). Nothing by default.
+    fn forget_rows(&self) {}
     /// Whether [`Model::classify`] exists (false for a purely generative model); evaluation
     /// reports test error, clustering ACC and NMI only for models that classify.
     fn classifies(&self) -> bool {

@@ -547,6 +547,8 @@ pub fn fit_with(
     let steps = state.steps_per_epoch(cfg);
     let mut reports = Vec::new();
     model.set_training(true);
+    // Batches carry row indices into `train`, which may not be the last fit's training set.
+    model.forget_rows();
     while state.epoch < cfg.epochs {
         let epoch = state.epoch + 1;
         state.opt.config.lr = cfg.lr_at(epoch);
