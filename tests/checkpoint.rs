@@ -44,6 +44,7 @@ fn setup(epochs: usize) -> Setup {
         freeze_m1_after: None,
         align: false,
         drop_inactive_z1: false,
+        labelled_bound_weight: None,
     };
     let train = TrainConfig {
         epochs,

@@ -29,6 +29,7 @@ fn spec(kind: ModelKind, n_train: usize) -> ModelSpec {
         freeze_m1_after: None,
         align: false,
         drop_inactive_z1: false,
+        labelled_bound_weight: None,
     }
 }
 

@@ -51,6 +51,7 @@ fn spec(kind: ModelKind, hidden: usize, z_dim: usize, n_labelled: usize) -> Mode
         freeze_m1_after: None,
         align: false,
         drop_inactive_z1: false,
+        labelled_bound_weight: None,
     }
 }
 
@@ -315,6 +316,7 @@ fn conv_spec(kind: ModelKind, input: (usize, usize, usize), classes: usize) -> M
         freeze_m1_after: None,
         align: false,
         drop_inactive_z1: false,
+        labelled_bound_weight: None,
     }
 }
 

@@ -104,6 +104,11 @@ pub struct TrainArgs {
     /// from q(y|z1) and q(z2|z1,y) and get a fixed N(0, 1) likelihood
     #[arg(long)]
     drop_inactive_z1: bool,
+    /// m1m2: weight w of the labelled bound L(z1, y) in w·mean L + α·mean CE + mean U over the
+    /// labelled and unlabelled batches [default: 1]; the paper's objective Σ_l L + Σ_u U counts
+    /// every example once: w = N_labelled/N_unlabelled
+    #[arg(long, value_name = "W")]
+    labelled_bound_weight: Option<f32>,
     /// M2: compose the ELBO from primitives instead of the fused VAE ops (same maths and
     /// random draws; for comparison and benchmarking)
     #[arg(long)]
@@ -179,6 +184,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         m1_from,
         align,
         drop_inactive_z1,
+        labelled_bound_weight,
         unfused,
         augment_shift,
         binarize,
@@ -274,6 +280,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         freeze_m1_after,
         align,
         drop_inactive_z1,
+        labelled_bound_weight,
     };
     let model = models::build(&spec, &mut rng, device)?;
     let m1_from = match m1_from {

@@ -143,6 +143,10 @@ pub struct ModelSpec {
     /// ([`M1M2Config::drop_inactive_z1`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drop_inactive_z1: bool,
+    /// m1m2 only: weight of the labelled bound against the unlabelled one
+    /// ([`M1M2Config::labelled_weight`]); `None` = 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labelled_bound_weight: Option<f32>,
 }
 
 impl ModelSpec {
@@ -179,6 +183,11 @@ impl ModelSpec {
             ),
             (self.align, "--align", ModelKind::Shot),
             (self.drop_inactive_z1, "--drop-inactive-z1", ModelKind::M1M2),
+            (
+                self.labelled_bound_weight.is_some(),
+                "--labelled-bound-weight",
+                ModelKind::M1M2,
+            ),
         ] {
             if set && self.kind != kind {
                 return Err(Error::invalid(
@@ -291,6 +300,7 @@ pub fn build(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
                 m1_only_fraction: M1M2_M1_ONLY,
                 freeze_m1_after: spec.freeze_m1_after,
                 drop_inactive_z1: spec.drop_inactive_z1,
+                labelled_weight: spec.labelled_bound_weight.unwrap_or(1.0),
                 activation: Activation::Softplus,
             },
             rng,
