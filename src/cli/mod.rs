@@ -33,7 +33,7 @@ enum Command {
     ///
     /// Writes DIR/metrics.csv (a row per epoch) and a checkpoint after every epoch
     /// (DIR/epoch-NNNN/, the newest named by DIR/LATEST).
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Evaluate a checkpoint on the test set: error, ELBO, clustering ACC/NMI, and with
     /// --iwae-k K the importance-weighted bound on log p(x).
     Eval(eval::EvalArgs),
@@ -59,7 +59,7 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let result = match cli.command {
-        Command::Train(args) => train::train_cmd(args, &matches),
+        Command::Train(args) => train::train_cmd(*args, &matches),
         Command::Eval(args) => eval::eval_cmd(args),
         Command::Sample(args) => sample::sample_cmd(args),
         Command::Bench { device, quick } => {
