@@ -661,6 +661,16 @@ fn m1m2_starts_from_a_trained_vae_and_keeps_it_frozen() {
         config.contains("\"m1_from\"") && config.contains("\"freeze_m1_after\": 0"),
         "{config}"
     );
+    // The paper's weighting of the labelled bound by default, N_labelled/N_unlabelled, recorded.
+    let json: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let model = &json["model"];
+    let pool = model["n_train"].as_f64().unwrap() - json["validation"].as_f64().unwrap();
+    let want = model["n_labelled"].as_f64().unwrap() / pool;
+    let got = model["labelled_bound_weight"].as_f64().unwrap();
+    assert!(
+        (got - want).abs() < 1e-6 * want && want < 0.1,
+        "{got} vs {want}"
+    );
 
     // An m1m2 run is a source too (its M1).
     ok(&digits(

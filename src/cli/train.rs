@@ -105,8 +105,9 @@ pub struct TrainArgs {
     #[arg(long)]
     drop_inactive_z1: bool,
     /// m1m2: weight w of the labelled bound L(z1, y) in w·mean L + α·mean CE + mean U over the
-    /// labelled and unlabelled batches [default: 1]; the paper's objective Σ_l L + Σ_u U counts
-    /// every example once: w = N_labelled/N_unlabelled
+    /// labelled and unlabelled batches [default: N_labelled/N_unlabelled, the paper's objective
+    /// Σ_l L + Σ_u U, every example counted once; 1 weighs the labelled batch as much as the
+    /// unlabelled one, as M2 does]
     #[arg(long, value_name = "W")]
     labelled_bound_weight: Option<f32>,
     /// M2: compose the ELBO from primitives instead of the fused VAE ops (same maths and
@@ -280,7 +281,14 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         freeze_m1_after,
         align,
         drop_inactive_z1,
-        labelled_bound_weight,
+        // The paper's weighting unless told (written into the checkpoint, so that a resumed
+        // run keeps it; a spec without one means 1, the weighting before the option).
+        labelled_bound_weight: match kind {
+            ModelKind::M1M2 => labelled_bound_weight.or(Some(
+                split.labelled.len() as f32 / split.unlabelled.len().max(1) as f32,
+            )),
+            _ => labelled_bound_weight,
+        },
     };
     let model = models::build(&spec, &mut rng, device)?;
     let m1_from = match m1_from {

@@ -144,7 +144,8 @@ pub struct ModelSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drop_inactive_z1: bool,
     /// m1m2 only: weight of the labelled bound against the unlabelled one
-    /// ([`M1M2Config::labelled_weight`]); `None` = 1.
+    /// ([`M1M2Config::labelled_weight`]); `None` = 1, the weighting of checkpoints written
+    /// before the option existed (`ssvae train` sets N_labelled/N_unlabelled unless told).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labelled_bound_weight: Option<f32>,
 }
