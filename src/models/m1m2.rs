@@ -47,12 +47,12 @@
 //! draws at every step, but the encoder's mean and log-variance are computed once per image
 //! and kept ([`PosteriorCache`], keyed by the training-set row the loop passes in
 //! [`Batch::rows_unlab`] and [`Batch::rows_lab`], forgotten when a fit starts; not with
-//! augmentation, whose images differ at every step), as Kingma et al.'s code computes M1's outputs once and samples from them.
-//! The encoder's output for a row does not depend on the other rows of its batch (asserted in
-//! the tests below), so a kept row is bit for bit what the encoder would give again: the
-//! numbers are those of the uncached run, and an epoch costs M2 alone (MNIST, conv M1, M2
-//! hidden 300, one thread: 34.2 s an epoch before, 11.8 s with the cache, the same losses to the
-//! last digit).
+//! augmentation, whose images differ at every step), as Kingma et al.'s code computes M1's
+//! outputs once and samples from them. The encoder's output for a row does not depend on the
+//! other rows of its batch (asserted in the tests below), so a kept row is bit for bit what
+//! the encoder would give again: the numbers are those of the uncached run, and an epoch
+//! costs M2 alone (MNIST, conv M1, M2 hidden 300, one thread: 34.2 s an epoch before, 11.8 s
+//! with the cache, the same losses to the last digit).
 //! With `freeze_m1_after = 0` M1 never trains: that is how a run starts from an M1 trained
 //! elsewhere (`train --m1-from DIR`, [`crate::train::checkpoint::load_m1_weights`] copies the
 //! VAE of a `vae`, `m1` or `m1m2` checkpoint into `m1.*`), the paper's protocol exactly: M1
