@@ -281,6 +281,7 @@ pub fn run(
             hidden: 500,
             z_dim: 50,
             alpha: 0.1 * 60_000.0 / 100.0,
+            labelled_weight: 1.0,
             activation: Activation::Relu,
             fused: true,
         },

@@ -178,7 +178,7 @@ fn impossible_flags_fail_clearly() {
     let dd = data_dir();
     let dir = temp_dir("flags");
     let d = dir.to_str().unwrap();
-    let cases: [(&[&str], &str); 17] = [
+    let cases: [(&[&str], &str); 18] = [
         (&["--labels", "15"], "multiple of the number of classes"),
         (&["--labels", "5000"], "class"),
         (&["--epochs", "0"], "--epochs: must be at least 1"),
@@ -209,12 +209,16 @@ fn impossible_flags_fail_clearly() {
             "--drop-inactive-z1: applies to m1m2 only, not to m2",
         ),
         (
-            &["--labelled-bound-weight", "0.5"],
-            "--labelled-bound-weight: applies to m1m2 only, not to m2",
+            &["--model", "shot", "--labelled-bound-weight", "0.5"],
+            "--labelled-bound-weight: applies to m2 and m1m2 only, not to shot",
         ),
         (
             &["--model", "m1m2", "--labelled-bound-weight=-1"],
             "--labelled-bound-weight: must be a finite number ≥ 0, not -1",
+        ),
+        (
+            &["--labelled-bound-weight=inf"],
+            "--labelled-bound-weight: must be a finite number ≥ 0, not inf",
         ),
         (
             &["--augment-shift", "8"],

@@ -1078,6 +1078,7 @@ mod m2_end_to_end {
                 hidden: 64,
                 z_dim: 8,
                 alpha: 0.1 * train.n as f32 / labels as f32,
+                labelled_weight: 1.0,
                 activation: Activation::Relu,
                 fused: true,
             },

@@ -29,6 +29,7 @@ fn train(fused: bool) -> Vec<EpochReport> {
             hidden: 64,
             z_dim: 8,
             alpha: 0.1 * tt.train.n as f32 / labels as f32,
+            labelled_weight: 1.0,
             activation: Activation::Relu,
             fused,
         },

@@ -104,10 +104,10 @@ pub struct TrainArgs {
     /// from q(y|z1) and q(z2|z1,y) and get a fixed N(0, 1) likelihood
     #[arg(long)]
     drop_inactive_z1: bool,
-    /// m1m2: weight w of the labelled bound L(z1, y) in w·mean L + α·mean CE + mean U over the
-    /// labelled and unlabelled batches [default: N_labelled/N_unlabelled, the paper's objective
-    /// Σ_l L + Σ_u U, every example counted once; 1 weighs the labelled batch as much as the
-    /// unlabelled one, as M2 does]
+    /// m2, m1m2: weight w of the labelled bound L(x, y) in w·mean L + α·mean CE + mean U over
+    /// the labelled and unlabelled batches [default: m1m2 N_labelled/N_unlabelled, the paper's
+    /// objective Σ_l L + Σ_u U, every example counted once; m2 1, the labelled batch weighed
+    /// as much as the unlabelled one]
     #[arg(long, value_name = "W")]
     labelled_bound_weight: Option<f32>,
     /// M2: compose the ELBO from primitives instead of the fused VAE ops (same maths and

@@ -357,13 +357,7 @@ impl M1M2 {
                 return Err(Error::invalid("m1m2", "sigma must be positive"));
             }
         }
-        let w = cfg.labelled_weight;
-        if !(w.is_finite() && w >= 0.0) {
-            return Err(Error::invalid(
-                "--labelled-bound-weight",
-                format!("must be a finite number ≥ 0, not {w}"),
-            ));
-        }
+        super::check_labelled_weight(cfg.labelled_weight)?;
         let (z1, classes) = (m1.z_dim, m1.classes);
         let m1 = Vae::new(m1, rng, device)?;
         let m2 = GaussianM2::new(z1, classes, &cfg, rng, device)?;
@@ -702,29 +696,12 @@ mod tests {
             rows_lab: None,
             rows_unlab: None,
         };
-        let terms = |model: &M1M2| {
-            let t = train_step_loss(model, &batch, Rng::new(4, 4));
-            let part = |name| t.parts.iter().find(|(n, _)| *n == name).unwrap().1.clone();
-            let value = |t: &Tensor| t.to_scalar().unwrap() as f64;
-            (
-                value(&t.loss),
-                value(&part("labelled")),
-                value(&part("unlabelled")) + value(&part("ce")) * model.cfg.alpha as f64,
-            )
+        let alpha = model.cfg.alpha;
+        let loss_at = |w| {
+            model.cfg.labelled_weight = w;
+            train_step_loss(&model, &batch, Rng::new(4, 4))
         };
-        let (full, l, rest) = terms(&model);
-        assert!((full - (l + rest)).abs() < 1e-4 * full.abs(), "w = 1");
-        model.cfg.labelled_weight = 0.25;
-        let (loss, l_again, rest_again) = terms(&model);
-        assert_eq!(
-            (l, rest),
-            (l_again, rest_again),
-            "the terms themselves do not change"
-        );
-        assert!(
-            (loss - (0.25 * l + rest)).abs() < 1e-4 * loss.abs(),
-            "w = 0.25"
-        );
+        crate::models::test_util::assert_labelled_weight_scales_labelled_term(loss_at, alpha);
     }
 
     fn set_activity(model: &M1M2, a: &[f32]) {

@@ -143,9 +143,10 @@ pub struct ModelSpec {
     /// ([`M1M2Config::drop_inactive_z1`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drop_inactive_z1: bool,
-    /// m1m2 only: weight of the labelled bound against the unlabelled one
-    /// ([`M1M2Config::labelled_weight`]); `None` = 1, the weighting of checkpoints written
-    /// before the option existed (`ssvae train` sets N_labelled/N_unlabelled unless told).
+    /// m2 and m1m2: weight of the labelled bound against the unlabelled one
+    /// ([`M1M2Config::labelled_weight`], [`M2Config::labelled_weight`]); `None` = 1, the
+    /// weighting of checkpoints written before the option existed (`ssvae train` sets
+    /// N_labelled/N_unlabelled for m1m2 unless told).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labelled_bound_weight: Option<f32>,
 }
@@ -174,31 +175,50 @@ impl ModelSpec {
     }
 
     /// Refuses an option set for a model it does not apply to (`--freeze-m1-after` and
-    /// `--drop-inactive-z1` are m1m2's, `--align` shot's), naming the flag.
+    /// `--drop-inactive-z1` are m1m2's, `--align` shot's, `--labelled-bound-weight` m2's and
+    /// m1m2's), naming the flag.
     fn check_model_options(&self) -> Result<()> {
-        for (set, flag, kind) in [
+        use ModelKind::{Shot, M1M2, M2};
+        for (set, flag, kinds) in [
             (
                 self.freeze_m1_after.is_some(),
                 "--freeze-m1-after",
-                ModelKind::M1M2,
+                &[M1M2][..],
             ),
-            (self.align, "--align", ModelKind::Shot),
-            (self.drop_inactive_z1, "--drop-inactive-z1", ModelKind::M1M2),
+            (self.align, "--align", &[Shot]),
+            (self.drop_inactive_z1, "--drop-inactive-z1", &[M1M2]),
             (
                 self.labelled_bound_weight.is_some(),
                 "--labelled-bound-weight",
-                ModelKind::M1M2,
+                &[M2, M1M2],
             ),
         ] {
-            if set && self.kind != kind {
+            if set && !kinds.contains(&self.kind) {
+                let names: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
                 return Err(Error::invalid(
                     flag,
-                    format!("applies to {kind} only, not to {}", self.kind),
+                    format!(
+                        "applies to {} only, not to {}",
+                        names.join(" and "),
+                        self.kind
+                    ),
                 ));
             }
         }
         Ok(())
     }
+}
+
+/// Refuses a labelled-bound weight ([`M2Config::labelled_weight`],
+/// [`M1M2Config::labelled_weight`]) that is negative or not finite.
+pub fn check_labelled_weight(w: f32) -> Result<()> {
+    if w.is_finite() && w >= 0.0 {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "--labelled-bound-weight",
+        format!("must be a finite number ≥ 0, not {w}"),
+    ))
 }
 
 /// The KL warm-up of M1's VAE in m1 and m1m2, as a fraction of training (see [`VaeConfig`]):
@@ -283,6 +303,7 @@ pub fn build(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
                 hidden: width,
                 z_dim: spec.z_dim,
                 alpha: m2_alpha,
+                labelled_weight: spec.labelled_bound_weight.unwrap_or(1.0),
                 activation: Activation::Relu,
                 fused: spec.fused,
             };
@@ -455,4 +476,39 @@ pub trait Model: Module {
 /// The error of a [`Model`] hook that `model` does not implement.
 pub fn unsupported(model: &'static str, what: &str) -> Error {
     Error::invalid(model, format!("{what} is not supported by this model yet"))
+}
+
+/// Test helpers shared by the models' unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use super::Terms;
+
+    /// Asserts that a loss is w·labelled + unlabelled + α·ce: `loss_at(w)` gives a training
+    /// step's terms with the labelled-bound weight set to w (same batch and draws every call).
+    pub fn assert_labelled_weight_scales_labelled_term(
+        mut loss_at: impl FnMut(f32) -> Terms,
+        alpha: f32,
+    ) {
+        let mut terms = |w| {
+            let t = loss_at(w);
+            let value = |name| {
+                let part = t.parts.iter().find(|(n, _)| *n == name).unwrap();
+                part.1.to_scalar().unwrap() as f64
+            };
+            let rest = value("unlabelled") + alpha as f64 * value("ce");
+            (t.loss.to_scalar().unwrap() as f64, value("labelled"), rest)
+        };
+        let (full, l, rest) = terms(1.0);
+        assert!((full - (l + rest)).abs() < 1e-4 * full.abs(), "w = 1");
+        let (loss, l_again, rest_again) = terms(0.25);
+        assert_eq!(
+            (l, rest),
+            (l_again, rest_again),
+            "the terms do not change with w"
+        );
+        assert!(
+            (loss - (0.25 * l + rest)).abs() < 1e-4 * loss.abs(),
+            "w = 0.25"
+        );
+    }
 }
