@@ -1,6 +1,6 @@
 //! Reverse-mode automatic differentiation on a tape.
 //!
-//! Every op that reads a tensor which needs gradients records a [`Node`]: its inputs and a closure
+//! Every op that reads a tensor which needs gradients records a `Node`: its inputs and a closure
 //! that maps the gradient of its output to gradients of its inputs (the closure captures whatever
 //! the formula needs, e.g. the input values). The nodes reachable from a loss, sorted so that each
 //! comes after its inputs, form the tape; [`Tensor::backward`] walks it from the end, running each

@@ -34,7 +34,7 @@ pub fn error_rate(pred: &[usize], y: &[u8]) -> Result<f64> {
     Ok(wrong as f64 / y.len() as f64)
 }
 
-/// The `k_pred × k_true` contingency table `c[p][t]` = #{i : pred[i] = p, y[i] = t} (rows are
+/// The `k_pred × k_true` contingency table `c[p][t] = #{i : pred[i] = p, y[i] = t}` (rows are
 /// predictions / clusters, columns are true classes). Errors: different lengths, a prediction
 /// ≥ `k_pred`, a label ≥ `k_true`.
 pub fn confusion(
@@ -314,7 +314,7 @@ pub fn nmi(pred: &[usize], y: &[u8]) -> Result<f64> {
 pub const ACTIVE_UNIT_THRESHOLD: f64 = 0.01;
 
 /// Activity of each latent unit: the variance over the examples of its posterior mean,
-/// A_u = Var_x(E_q(z|x)[z_u]), from `means` (n rows of `dim` values, row-major; the population
+/// `A_u = Var_x(E_q(z|x)[z_u])`, from `means` (n rows of `dim` values, row-major; the population
 /// variance, divided by n, accumulated in f64). A unit whose A_u is at most
 /// [`ACTIVE_UNIT_THRESHOLD`] ignores its input: its posterior is (nearly) the same for every x,
 /// the signature of posterior collapse. Errors: `dim == 0`, no rows, ragged rows, or a

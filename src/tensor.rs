@@ -1,5 +1,5 @@
 //! `Tensor`: a shape, a device buffer, and — when it was computed from tensors that need
-//! gradients — the record of how (its [`Node`] on the autograd tape).
+//! gradients — the record of how (its `Node` on the autograd tape).
 //!
 //! Tensors are immutable values, cheap to clone (an `Arc`). The only in-place writes are the
 //! optimiser's updates of parameter buffers, done through [`Tensor::storage_mut`].
@@ -129,7 +129,7 @@ impl Tensor {
         ))
     }
 
-    /// Rows of one-hot vectors: out[i, labels[i]] = 1.
+    /// Rows of one-hot vectors: `out[i, labels[i]] = 1`.
     pub fn one_hot(labels: &[u32], classes: usize, device: Device) -> Result<Tensor> {
         let mut v = vec![0.0; labels.len() * classes];
         for (i, &l) in labels.iter().enumerate() {

@@ -73,7 +73,7 @@ pub enum ReduceOp {
     Max,
 }
 
-/// A (batched) matrix product C[b] = op(A[b]) · op(B[b]), each operand contiguous per batch.
+/// A (batched) matrix product `C[b] = op(A[b]) · op(B[b])`, each operand contiguous per batch.
 /// op(A) is m×k (A stored k×m when `trans_lhs`), op(B) is k×n (B stored n×k when `trans_rhs`).
 /// `lhs_batch_stride`/`rhs_batch_stride` may be 0 to reuse one operand across the batch.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -187,9 +187,9 @@ pub trait BackendStorage: Sized + Send + Sync {
         src_off: usize,
         dst_off: usize,
     ) -> Result<()>;
-    /// out[i, :] = self[ids[i], :], rows of `row_len` elements.
+    /// `out[i, :] = self[ids[i], :]`, rows of `row_len` elements.
     fn index_select_rows(&self, ids: &[u32], row_len: usize) -> Result<Self>;
-    /// out = zeros(out_rows, row_len); out[ids[i], :] += self[i, :].
+    /// `out = zeros(out_rows, row_len); out[ids[i], :] += self[i, :]`.
     fn index_add_rows(&self, ids: &[u32], row_len: usize, out_rows: usize) -> Result<Self>;
     /// Per row Σ_j [max(l,0) − l·x + log(1 + e^{−|l|})] with l = self (logits), x = targets.
     fn bce_with_logits_rows(&self, targets: &Self, rows: usize, cols: usize) -> Result<Self>;

@@ -7,7 +7,7 @@
 //! file and trailing bytes are both refused, with expected and actual sizes), an image file and
 //! its label file must agree on the count, and every label must be below the number of classes.
 //! Gzipped files (`1f 8b`) are streamed through flate2's decoder; see
-//! [`read_maybe_gz`](super::read_maybe_gz).
+//! [`read_maybe_gz`].
 
 use std::path::Path;
 

@@ -1,13 +1,13 @@
 //! Datasets on the host: the [`Dataset`] type (pixels scaled to [0, 1], labels as `u8`), the
 //! [`load`] entry point that finds a dataset's standard files under `DATA_DIR/<name>/`, and the
 //! file readers it dispatches to (IDX for MNIST / Fashion-MNIST, the CIFAR-10 binary batches, the
-//! scikit-learn digits CSV), plus the semi-supervised splits and minibatching in [`split`] and
+//! scikit-learn digits CSV), plus the semi-supervised splits and minibatching in [`split`](mod@split) and
 //! the training-time augmentation in [`augment`].
 //!
 //! Everything here is plain Rust on `Vec`s, independent of the tensor engine: the trainer gathers
 //! a batch with [`split::gather`] and uploads it. Files may be gzipped or not; that is decided by
 //! the gzip magic bytes `1f 8b`, not by the extension. Every malformed input is an
-//! [`Error::Data`](crate::Error::Data) naming the file and the problem; nothing here panics.
+//! [`Error::Data`] naming the file and the problem; nothing here panics.
 
 pub mod augment;
 pub mod cifar;

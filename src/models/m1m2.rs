@@ -45,7 +45,7 @@
 //! `ctx.progress` back, which must not switch M2 off).
 //! While M1 is frozen, q(z1|x) of a training image no longer changes: the features are fresh
 //! draws at every step, but the encoder's mean and log-variance are computed once per image
-//! and kept ([`PosteriorCache`], keyed by the training-set row the loop passes in
+//! and kept (`PosteriorCache`, keyed by the training-set row the loop passes in
 //! [`Batch::rows_unlab`] and [`Batch::rows_lab`], forgotten when a fit starts; not with
 //! augmentation, whose images differ at every step), as Kingma et al.'s code computes M1's
 //! outputs once and samples from them. The encoder's output for a row does not depend on the

@@ -446,7 +446,7 @@ pub trait Model: Module {
             "importance weights (eval --iwae-k)",
         ))
     }
-    /// The mean of the x-conditioned Gaussian posterior, E_q(z|x)[z] [n, z_dim], for inputs
+    /// The mean of the x-conditioned Gaussian posterior, `E_q(z|x)[z]`, `[n, z_dim]`, for inputs
     /// [n, D]: z of vae and shot, M1's z1 of m1 and m1m2 (models whose q(z|x, y) depends on y
     /// have none). What [`crate::metrics::active_units`] measures. The default is an error.
     fn latent_mean(&self, _x: &Tensor) -> Result<Tensor> {

@@ -139,9 +139,9 @@ impl Vae {
 
 /// What [`Vae::pass`] computes for a batch [n, D].
 pub struct VaePass {
-    /// BCE(dec(z), x) per row [n].
+    /// BCE(dec(z), x) per row, `[n]`.
     pub rec: Tensor,
-    /// KL(q(z|x) ‖ N(0, I)) per row [n].
+    /// KL(q(z|x) ‖ N(0, I)) per row, `[n]`.
     pub kl: Tensor,
     /// The sample z ~ q(z|x) [n, z_dim].
     pub z: Tensor,

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct BatchNorm {
     pub gamma: Tensor,
     pub beta: Tensor,
-    /// Running mean, shape [C] (a buffer, updated in place).
+    /// Running mean, shape `[C]` (a buffer, updated in place).
     pub running_mean: Tensor,
-    /// Running variance, shape [C].
+    /// Running variance, shape `[C]`.
     pub running_var: Tensor,
     pub momentum: f32,
     pub eps: f32,

@@ -37,8 +37,8 @@ fn mm2(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
 }
 
 impl Tensor {
-    /// Matrix product. Shapes: [m,k]·[k,n] → [m,n]; [b,m,k]·[b,k,n] → [b,m,n];
-    /// [b,m,k]·[k,n] → [b,m,n] (rhs shared across the batch).
+    /// Matrix product. Shapes: `[m,k]·[k,n] → [m,n]`; `[b,m,k]·[b,k,n] → [b,m,n]`;
+    /// `[b,m,k]·[k,n] → [b,m,n]` (rhs shared across the batch).
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
         match (self.dims(), rhs.dims()) {
             (&[_, _], &[_, _]) => {
@@ -91,7 +91,7 @@ impl Tensor {
         }
     }
 
-    /// x·Wᵀ + b with x [n, in], W [out, in], b [out].
+    /// x·Wᵀ + b with x `[n, in]`, W `[out, in]`, b `[out]`.
     pub fn linear(&self, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         let (_, fin) = self.dims2("linear")?;
         let (fout, win) = w.dims2("linear")?;

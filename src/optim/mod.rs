@@ -1,5 +1,5 @@
 //! Optimisers and gradient clipping. An optimiser owns per-parameter state (tensors, so a
-//! checkpoint can save them) and updates parameter buffers in place from a [`GradStore`].
+//! checkpoint can save them) and updates parameter buffers in place from a [`GradStore`](crate::autograd::GradStore).
 
 pub mod adam;
 pub mod clip;

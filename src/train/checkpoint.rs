@@ -56,7 +56,7 @@ pub struct RunConfig {
     pub dataset: String,
     /// Labelled examples of the semi-supervised split.
     pub labels: usize,
-    /// Training examples held out as the validation set (0: none); see [`crate::data::split`].
+    /// Training examples held out as the validation set (0: none); see [`crate::data::split`](fn@crate::data::split).
     #[serde(default)]
     pub validation: usize,
     /// The run's seed (model initialisation, split, training draws).

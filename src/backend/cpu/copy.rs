@@ -5,7 +5,7 @@ use super::pool;
 use crate::{Error, Result};
 use rayon::prelude::*;
 
-/// Swap axes d0 < d1. Viewing the input as (A, I, B, J, C) with I = dims[d0], J = dims[d1], the
+/// Swap axes d0 < d1. Viewing the input as (A, I, B, J, C) with I = `dims[d0]`, J = `dims[d1]`, the
 /// output is (A, J, B, I, C): out[a, j, b, i, c] = x[a, i, b, j, c].
 pub fn transpose(x: &[f32], dims: &[usize], d0: usize, d1: usize) -> Vec<f32> {
     let i_len = dims[d0];
@@ -77,7 +77,7 @@ fn check_ids(op: &'static str, ids: &[u32], rows: usize) -> Result<()> {
     }
 }
 
-/// out[i, :] = x[ids[i], :].
+/// `out[i, :] = x[ids[i], :]`.
 pub fn index_select_rows(x: &[f32], ids: &[u32], row_len: usize) -> Result<Vec<f32>> {
     let rows = x.len().checked_div(row_len).unwrap_or(0);
     check_ids("index_select_rows", ids, rows)?;
@@ -94,7 +94,7 @@ pub fn index_select_rows(x: &[f32], ids: &[u32], row_len: usize) -> Result<Vec<f
     Ok(out)
 }
 
-/// out = zeros(out_rows × row_len); out[ids[i], :] += x[i, :], in index order (deterministic).
+/// `out = zeros(out_rows × row_len); out[ids[i], :] += x[i, :]`, in index order (deterministic).
 pub fn index_add_rows(x: &[f32], ids: &[u32], row_len: usize, out_rows: usize) -> Result<Vec<f32>> {
     check_ids("index_add_rows", ids, out_rows)?;
     if ids.len() * row_len != x.len() {

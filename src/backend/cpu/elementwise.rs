@@ -13,7 +13,7 @@ use rayon::prelude::*;
 /// Below this many elements a loop runs on the calling thread (spawning costs more than it saves).
 pub const PAR_CHUNK: usize = 1 << 15;
 
-/// out[i] = f(x[i]).
+/// `out[i] = f(x[i])`.
 ///
 /// `f` is called from one place, the chunk loop `kernel`, which both the serial and the
 /// parallel path run: LLVM inlines a function into its only call site whatever its size, but
@@ -33,7 +33,7 @@ pub fn map<F: Fn(f32) -> f32 + Sync>(x: &[f32], f: F) -> Vec<f32> {
     out
 }
 
-/// out[i] = f(x[i], y[i]) (`f` called from one place, as in [`map`]).
+/// `out[i] = f(x[i], y[i])` (`f` called from one place, as in [`map`]).
 pub fn zip_map<F: Fn(f32, f32) -> f32 + Sync>(x: &[f32], y: &[f32], f: F) -> Vec<f32> {
     let mut out = pool::for_overwrite(x.len());
     let kernel = |o: &mut [f32], x: &[f32], y: &[f32]| {

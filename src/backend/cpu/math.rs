@@ -129,7 +129,7 @@ pub fn softplus(x: f32) -> f32 {
 /// the previous addition; 16 lanes let the adds overlap and vectorise.
 const LANES: usize = 16;
 
-/// Σ f(x_i, y_i) over two slices of one length, accumulated in [`LANES`] interleaved partial
+/// Σ f(x_i, y_i) over two slices of one length, accumulated in `LANES` interleaved partial
 /// sums (lane j takes elements j, j + 16, …; then the lanes and the tail are added in order).
 /// Deterministic for a given length; more accurate than a sequential sum, and a different
 /// rounding from it.
