@@ -20,8 +20,6 @@
 //! each image. Training only, after the shift; evaluation sees the grey levels, each the
 //! expectation of its binarisations. Drawn from the training stream as well.
 
-#[cfg(doc)]
-use crate::rng::uniform_at;
 use crate::rng::{block, u32_to_unit, Rng};
 use crate::{Error, Result};
 
@@ -99,8 +97,9 @@ pub fn random_shift(
 
 /// Dynamic binarisation of `x` in place: each value p becomes 1 with probability p, else 0
 /// (values at or below 0 always become 0, at or above 1 always 1), one uniform per value drawn
-/// from `rng` by counter: value i uses element i of one key, [`crate::rng::uniform_at`]`(key, i)`, taken
-/// here four at a time from each Philox block (one block per four pixels, not per pixel).
+/// from `rng` by counter: value i uses element i of one key,
+/// [`uniform_at`](crate::rng::uniform_at)`(key, i)`, taken here four at a time from each
+/// Philox block (one block per four pixels, not per pixel).
 pub fn binarize(x: &mut [f32], rng: &mut Rng) {
     let key = rng.next_key(x.len());
     for (j, four) in x.chunks_mut(4).enumerate() {

@@ -10,8 +10,9 @@
 //! to 1, which weighs the labelled batch as much as the unlabelled one; the paper's J = Σ_l L +
 //! Σ_u U counts each example once, w = N_labelled/N_unlabelled (`train
 //! --labelled-bound-weight`). That is M1+M2's default (see [`super::m1m2`], where it took the
-//! test error from 9.07 ± 3.56% to 5.04 ± 0.70%); here it is measured on one seed so far
-//! (RESULTS.md), so M2 keeps w = 1.
+//! test error from 9.07 ± 3.56% to 5.04 ± 0.70%); here it is measured over 10-epoch runs only
+//! (13.75 ± 1.31% against 16.2 ± 3.6%, three seeds, RESULTS.md), so M2 keeps w = 1 until
+//! full-length runs confirm it.
 //!
 //! Two architectures (see [`super::arch`]):
 //! - **MLP**: q(y|x) = x → H → K; q(z|x,y) = [x, y] → H → (μ, log σ²); p(x|y,z) = [z, y] → H → D.

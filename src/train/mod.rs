@@ -549,6 +549,8 @@ pub fn fit_with(
     model.set_training(true);
     // Batches carry row indices into `train`, which may not be the last fit's training set.
     model.forget_rows();
+    // The images are the stored rows unless augmentation changes them.
+    let as_stored = cfg.augment_shift == 0 && !cfg.binarize;
     while state.epoch < cfg.epochs {
         let epoch = state.epoch + 1;
         state.opt.config.lr = cfg.lr_at(epoch);
@@ -557,8 +559,6 @@ pub fn fit_with(
         let mut examples = 0usize;
         for i in 0..steps {
             let step = state.step + 1;
-            // The images are the stored rows unless augmentation changes them.
-            let as_stored = cfg.augment_shift == 0 && !cfg.binarize;
             let (x_lab, y_lab, rows_lab) = match state.labelled.as_mut() {
                 Some(b) => {
                     let li = b.next_batch().to_vec();
