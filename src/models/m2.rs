@@ -6,7 +6,9 @@
 //!   L(x,y) = BCE(dec(z, y), x) + KL(q(z|x,y) ‖ N(0,I)) − log p(y),   z ~ q(z|x,y) (one sample)
 //!   U(x)   = Σ_y q(y|x)·L(x,y) − H(q(y|x))    (y enumerated exactly over all K classes)
 //!   J      = w·mean_lab L + α·mean_lab CE(q(y|x), y) + mean_unlab U
-//! α defaults to 0.1·N/N_labelled, the per-example weight of the reference code. w defaults
+//! α defaults to 0.1·N/N_labelled, the reference code's weight of a labelled example's CE
+//! against its own bound (its β); against the unlabelled term the reference weighs the CE
+//! w·α with w = N_labelled/N_unlabelled, i.e. 0.1 on MNIST-100 (see [`super::m1m2`]). w defaults
 //! to 1, which weighs the labelled batch as much as the unlabelled one; the paper's J = Σ_l L +
 //! Σ_u U counts each example once, w = N_labelled/N_unlabelled (`train
 //! --labelled-bound-weight`). That is M1+M2's default (see [`super::m1m2`], where it took the
