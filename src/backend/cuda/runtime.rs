@@ -9,8 +9,10 @@
 //! - the kernel modules, compiled lazily by NVRTC from the sources embedded in the binary
 //!   (`include_str!` of `kernels/*.cu`; the headers `common.cuh` and `philox.cuh` are handed to
 //!   NVRTC as named headers, so nothing is read from disk at run time). Each module is compiled
-//!   to a CUBIN for the device's own `sm_XY` and loaded with `cuModuleLoadData`; PTX is used only
-//!   when the installed NVRTC does not know the device's architecture (then the driver JITs it);
+//!   to a CUBIN for the device's own `sm_XY` and loaded with `cuModuleLoadData`; PTX is used
+//!   when the installed NVRTC does not know the device's architecture (then the driver JITs it)
+//!   and when the driver refuses the CUBIN as no binary for its GPU (the PTX interpreter of
+//!   `ptxemu/`, which runs this backend on machines without a GPU);
 //! - the caching allocator ([`super::alloc`]) and a pinned staging ring for host→device uploads.
 //!
 //! Synchronisation: ops only enqueue work. The host waits for the device in exactly three places:
@@ -22,6 +24,7 @@
 
 use super::alloc::{AllocStats, CachingAllocator, DeviceBuffer};
 use crate::{Error, Result};
+use cudarc::driver::sys::CUresult;
 use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaModule, CudaStream, DriverError};
 use cudarc::nvrtc::sys as nvrtc_sys;
 use cudarc::nvrtc::Ptx;
@@ -114,6 +117,17 @@ pub fn cuda_status() -> std::result::Result<usize, String> {
         Ok(n) => Ok(n as usize),
         Err(e) => Err(format!("the CUDA driver cannot start: {e}")),
     }
+}
+
+/// The name the stand-in driver of `ptxemu/` gives its one device: a PTX interpreter, not a GPU.
+pub const EMULATOR_NAME_PREFIX: &str = "ptxemu";
+
+/// Whether CUDA device `ordinal` is the PTX interpreter (the stand-in libcuda of `ptxemu/`)
+/// rather than a GPU. Call only after [`cuda_status`] succeeded.
+pub fn is_emulated(ordinal: usize) -> bool {
+    cudarc::driver::result::device::get(ordinal as i32)
+        .and_then(cudarc::driver::result::device::get_name)
+        .is_ok_and(|n| n.starts_with(EMULATOR_NAME_PREFIX))
 }
 
 /// NVRTC's (major, minor) version.
@@ -514,15 +528,30 @@ impl CudaRuntime {
             .map(|(_, s)| *s)
             .ok_or_else(|| Error::Cuda(format!("no embedded kernel source named {file}")))?;
         let c = compile_program(src, file, HEADERS, &default_options(&self.arch))?;
-        let image = if c.cubin.is_empty() {
-            Ptx::from_src(c.ptx)
-        } else {
-            Ptx::from_binary(c.cubin)
+        let load = |image: Ptx| {
+            self.ctx
+                .load_module(image)
+                .map_err(|e| driver_err(&format!("cuModuleLoadData({file}, {})", self.arch), e))
         };
-        let m = self
-            .ctx
-            .load_module(image)
-            .map_err(|e| driver_err(&format!("cuModuleLoadData({file}, {})", self.arch), e))?;
+        let m = if c.cubin.is_empty() {
+            load(Ptx::from_src(c.ptx))?
+        } else {
+            // A driver that cannot run this machine code answers NO_BINARY_FOR_GPU: the PTX
+            // interpreter behind the stand-in libcuda (ptxemu/) does, as would a device whose
+            // real architecture differs from the one it reported. Its PTX then goes in instead.
+            match self.ctx.load_module(Ptx::from_binary(c.cubin)) {
+                Ok(m) => m,
+                Err(DriverError(CUresult::CUDA_ERROR_NO_BINARY_FOR_GPU)) => {
+                    load(Ptx::from_src(c.ptx))?
+                }
+                Err(e) => {
+                    return Err(driver_err(
+                        &format!("cuModuleLoadData({file}, {})", self.arch),
+                        e,
+                    ))
+                }
+            }
+        };
         mods.insert(file, m.clone());
         Ok(m)
     }

@@ -1,16 +1,25 @@
 //! Choosing a device from a command-line string: `auto`, `cpu`, `cuda` (= `cuda:0`) or `cuda:N`.
 
-use super::runtime::cuda_status;
+use super::runtime::{cuda_status, is_emulated};
 use crate::{Device, Error, Result};
 
-/// Parse a device name. `auto` picks `cuda:0` when [`cuda_status`] finds a device, otherwise the
-/// CPU with a one-line notice on stderr. `cuda[:N]` is checked against the devices present.
+/// Parse a device name. `auto` picks `cuda:0` when [`cuda_status`] finds a GPU (not the PTX
+/// interpreter), otherwise the CPU with a one-line notice on stderr. `cuda[:N]` is checked against the devices present.
 pub fn parse_device(s: &str) -> Result<Device> {
     let t = s.trim().to_ascii_lowercase();
     match t.as_str() {
         "cpu" => Ok(Device::Cpu),
         "auto" => match cuda_status() {
-            Ok(n) if n > 0 => Ok(Device::Cuda(0)),
+            // The PTX interpreter is a CUDA device for checking kernels, far slower than the
+            // CPU: `auto` takes only a real GPU (`--device cuda` still reaches the interpreter).
+            Ok(n) if n > 0 && !is_emulated(0) => Ok(Device::Cuda(0)),
+            Ok(n) if n > 0 => {
+                eprintln!(
+                    "notice: the only CUDA device is the PTX interpreter (ptxemu); running on \
+                     the CPU (--device cuda runs on the interpreter)"
+                );
+                Ok(Device::Cpu)
+            }
             Ok(_) => {
                 eprintln!("notice: no CUDA device found; running on the CPU");
                 Ok(Device::Cpu)
