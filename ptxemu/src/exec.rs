@@ -21,6 +21,10 @@
 //! **Registers.** One `u64` per register slot per lane; a warp's registers are laid out
 //! `[slot][lane]`, so one instruction reads and writes contiguous 32-lane rows.
 
+// Lane loops index several 32-lane rows (registers, addresses, results) by the lane number:
+// an iterator over one of them would hide that the index is the lane.
+#![allow(clippy::needless_range_loop)]
+
 use crate::error::{EmuError, EmuResult, Fault, FaultKind};
 use crate::float::{self as fl, Rounding};
 use crate::ir::*;
@@ -123,8 +127,8 @@ pub fn run_kernel(
     let [bx, by, bz] = cfg.block;
     let nthreads = bx * by * bz;
     let nwarps = nthreads.div_ceil(32) as usize;
-    let shared_len = (kernel.dynamic_shared_offset.max(kernel.shared_bytes) + cfg.shared_bytes)
-        as usize;
+    let shared_len =
+        (kernel.dynamic_shared_offset.max(kernel.shared_bytes) + cfg.shared_bytes) as usize;
     let mut b = Block {
         ctaid: [0; 3],
         nthreads,
@@ -201,7 +205,15 @@ macro_rules! for_lanes {
 
 /// d = f(a, b, c) for the lanes of `mask`.
 #[inline(always)]
-fn map3(r: &mut [u64], mask: u32, d: Reg, a: Operand, b: Operand, c: Operand, f: impl Fn(u64, u64, u64) -> u64) {
+fn map3(
+    r: &mut [u64],
+    mask: u32,
+    d: Reg,
+    a: Operand,
+    b: Operand,
+    c: Operand,
+    f: impl Fn(u64, u64, u64) -> u64,
+) {
     let d = d as usize * 32;
     for_lanes!(mask, |l| {
         let v = f(rd(r, a, l), rd(r, b, l), rd(r, c, l));
@@ -210,7 +222,15 @@ fn map3(r: &mut [u64], mask: u32, d: Reg, a: Operand, b: Operand, c: Operand, f:
 }
 
 impl Launch<'_> {
-    fn fault(&self, b: &Block, w: usize, lane: usize, pc: u32, kind: FaultKind, detail: String) -> EmuError {
+    fn fault(
+        &self,
+        b: &Block,
+        w: usize,
+        lane: usize,
+        pc: u32,
+        kind: FaultKind,
+        detail: String,
+    ) -> EmuError {
         let t = w as u32 * 32 + lane as u32;
         let [bx, by, _] = self.cfg.block;
         let inst = self.kernel.insts.get(pc as usize);
@@ -353,7 +373,9 @@ impl Launch<'_> {
                             l,
                             pc,
                             FaultKind::Deadlock,
-                            format!("waits at barrier {id} while other threads wait at barrier {fid}"),
+                            format!(
+                                "waits at barrier {id} while other threads wait at barrier {fid}"
+                            ),
                         ));
                     }
                     _ => {}
@@ -386,7 +408,9 @@ impl Launch<'_> {
                             l,
                             pc,
                             FaultKind::Unsupported,
-                            format!("bar.sync with a thread count ({c}) other than the whole block"),
+                            format!(
+                                "bar.sync with a thread count ({c}) other than the whole block"
+                            ),
                         ));
                     }
                 }
@@ -473,7 +497,14 @@ impl Launch<'_> {
 
     /// Run the lanes of `mask`, all at `pc`, until they diverge, block or pass `other` (the
     /// lowest program counter of the warp's other ready lanes). Saves their program counters.
-    fn run_group(&mut self, b: &mut Block, w: usize, mut pc: u32, mut mask: u32, mut other: u32) -> EmuResult<()> {
+    fn run_group(
+        &mut self,
+        b: &mut Block,
+        w: usize,
+        mut pc: u32,
+        mut mask: u32,
+        mut other: u32,
+    ) -> EmuResult<()> {
         let nregs = self.kernel.num_regs;
         let kernel = self.kernel;
         loop {
@@ -497,7 +528,14 @@ impl Launch<'_> {
                 }
             }
             let Some(inst) = kernel.insts.get(pc as usize) else {
-                return Err(self.fault(b, w, mask.trailing_zeros() as usize, pc.saturating_sub(1), FaultKind::Trap, "ran past the last instruction without ret/exit".into()));
+                return Err(self.fault(
+                    b,
+                    w,
+                    mask.trailing_zeros() as usize,
+                    pc.saturating_sub(1),
+                    FaultKind::Trap,
+                    "ran past the last instruction without ret/exit".into(),
+                ));
             };
             let mut exec = mask;
             if let Some((p, neg)) = inst.guard {
@@ -521,7 +559,11 @@ impl Launch<'_> {
                     } else {
                         let warp = &mut b.warps[w];
                         for_lanes!(mask, |l| {
-                            warp.pc[l] = if exec & (1 << l) != 0 { *target } else { pc + 1 };
+                            warp.pc[l] = if exec & (1 << l) != 0 {
+                                *target
+                            } else {
+                                pc + 1
+                            };
                         });
                         return Ok(());
                     }
@@ -599,10 +641,17 @@ impl Launch<'_> {
                         if matches!(warp.state[l], Lane::Ready | Lane::AtCollective) {
                             return Ok(false);
                         }
-                        return Err(self.fault(b, w, first, pc0, FaultKind::Deadlock, format!(
-                            "mma.sync.aligned needs all 32 lanes of the warp, but lane {l} {}",
-                            lane_story(warp.state[l], warp.pc[l], self.kernel)
-                        )));
+                        return Err(self.fault(
+                            b,
+                            w,
+                            first,
+                            pc0,
+                            FaultKind::Deadlock,
+                            format!(
+                                "mma.sync.aligned needs all 32 lanes of the warp, but lane {l} {}",
+                                lane_story(warp.state[l], warp.pc[l], self.kernel)
+                            ),
+                        ));
                     }
                 }
                 self.mma(b, w, pc0);
@@ -621,7 +670,8 @@ impl Launch<'_> {
                     if waiting & (1 << l) == 0 {
                         continue;
                     }
-                    let Some((mask, what)) = kind(&self.kernel.insts[warp.pc[l] as usize].op) else {
+                    let Some((mask, what)) = kind(&self.kernel.insts[warp.pc[l] as usize].op)
+                    else {
                         continue;
                     };
                     let m = rd(r, mask, l) as u32;
@@ -639,7 +689,8 @@ impl Launch<'_> {
                     match warp.state[l] {
                         Lane::AtCollective => {
                             let this = kind(&self.kernel.insts[warp.pc[l] as usize].op);
-                            let Some((mask, what)) = this.filter(|k| Some(k.1) == first_kind) else {
+                            let Some((mask, what)) = this.filter(|k| Some(k.1) == first_kind)
+                            else {
                                 return Err(self.fault(b, w, l, warp.pc[l], FaultKind::Deadlock, format!("waits at another kind of collective while lane {first} waits at a {}", first_kind.unwrap_or("?"))));
                             };
                             let m = rd(r, mask, l) as u32;
@@ -649,11 +700,18 @@ impl Launch<'_> {
                         }
                         Lane::Ready => return Ok(false),
                         s => {
-                            return Err(self.fault(b, w, first, pc0, FaultKind::Deadlock, format!(
-                                "{} member mask {group:#010x} includes lane {l}, which {}",
-                                first_kind.unwrap_or("?"),
-                                lane_story(s, warp.pc[l], self.kernel)
-                            )));
+                            return Err(self.fault(
+                                b,
+                                w,
+                                first,
+                                pc0,
+                                FaultKind::Deadlock,
+                                format!(
+                                    "{} member mask {group:#010x} includes lane {l}, which {}",
+                                    first_kind.unwrap_or("?"),
+                                    lane_story(s, warp.pc[l], self.kernel)
+                                ),
+                            ));
                         }
                     }
                 }
@@ -676,7 +734,16 @@ impl Launch<'_> {
             let r = &b.regs[base..base + nregs * 32];
             let warp = &b.warps[w];
             for_lanes!(group, |l| {
-                let Op::Shfl { mode, d, p, a: _, b: bo, c, .. } = &self.kernel.insts[warp.pc[l] as usize].op else {
+                let Op::Shfl {
+                    mode,
+                    d,
+                    p,
+                    a: _,
+                    b: bo,
+                    c,
+                    ..
+                } = &self.kernel.insts[warp.pc[l] as usize].op
+                else {
                     continue;
                 };
                 // The ISA's pseudocode (shfl.sync): clamp and segment mask from c.
@@ -819,13 +886,19 @@ impl Launch<'_> {
         let nregs = self.kernel.num_regs;
         let base = w * nregs * 32;
         match &inst.op {
-            Op::Ld { .. } | Op::St { .. } | Op::AtomAdd { .. } => return self.memory(b, w, pc, exec, inst),
+            Op::Ld { .. } | Op::St { .. } | Op::AtomAdd { .. } => {
+                return self.memory(b, w, pc, exec, inst)
+            }
             _ => {}
         }
         let r = &mut b.regs[base..base + nregs * 32];
         match &inst.op {
             Op::Mov { d, a } => map3(r, exec, *d, *a, *a, *a, |a, _, _| a),
-            Op::Pack { d, parts, half_bits } => {
+            Op::Pack {
+                d,
+                parts,
+                half_bits,
+            } => {
                 let d = *d as usize * 32;
                 let hm = mask_of(*half_bits);
                 for_lanes!(exec, |l| {
@@ -836,7 +909,11 @@ impl Launch<'_> {
                     r[d + l] = v;
                 });
             }
-            Op::Unpack { parts, a, half_bits } => {
+            Op::Unpack {
+                parts,
+                a,
+                half_bits,
+            } => {
                 let hm = mask_of(*half_bits);
                 for_lanes!(exec, |l| {
                     let v = rd(r, *a, l);
@@ -845,16 +922,49 @@ impl Launch<'_> {
                     }
                 });
             }
-            Op::Int { op, ty, d, a, b: bo, c, e } => int_op(r, exec, *op, *ty, *d, *a, *bo, *c, *e),
+            Op::Int {
+                op,
+                ty,
+                d,
+                a,
+                b: bo,
+                c,
+                e,
+            } => int_op(r, exec, *op, *ty, *d, *a, *bo, *c, *e),
             Op::PredLogic { op, d, a, b: bo } => match op {
                 IntOp::And => map3(r, exec, *d, *a, *bo, *bo, |a, b, _| (a & b) & 1),
                 IntOp::Or => map3(r, exec, *d, *a, *bo, *bo, |a, b, _| (a | b) & 1),
                 IntOp::Xor => map3(r, exec, *d, *a, *bo, *bo, |a, b, _| (a ^ b) & 1),
                 _ => map3(r, exec, *d, *a, *a, *a, |a, _, _| (a ^ 1) & 1),
             },
-            Op::F32 { op, rnd, ftz, sat, d, a, b: bo, c } => f32_op(r, exec, *op, *rnd, *ftz, *sat, *d, *a, *bo, *c),
-            Op::F64 { op, rnd, d, a, b: bo, c } => f64_op(r, exec, *op, *rnd, *d, *a, *bo, *c),
-            Op::Setp { cmp, ty, ftz, p, q, a, b: bo, combine } => {
+            Op::F32 {
+                op,
+                rnd,
+                ftz,
+                sat,
+                d,
+                a,
+                b: bo,
+                c,
+            } => f32_op(r, exec, *op, *rnd, *ftz, *sat, *d, *a, *bo, *c),
+            Op::F64 {
+                op,
+                rnd,
+                d,
+                a,
+                b: bo,
+                c,
+            } => f64_op(r, exec, *op, *rnd, *d, *a, *bo, *c),
+            Op::Setp {
+                cmp,
+                ty,
+                ftz,
+                p,
+                q,
+                a,
+                b: bo,
+                combine,
+            } => {
                 let (p, q) = (*p as usize * 32, q.map(|q| q as usize * 32));
                 for_lanes!(exec, |l| {
                     let t = compare(*cmp, *ty, *ftz, rd(r, *a, l), rd(r, *bo, l));
@@ -876,12 +986,40 @@ impl Launch<'_> {
                     }
                 });
             }
-            Op::Selp { d, a, b: bo, p, .. } => map3(r, exec, *d, *a, *bo, *p, |a, b, p| if p != 0 { a } else { b }),
-            Op::Cvt { dty, sty, frnd, irnd, rna, ftz, sat, d, a } => {
-                let (dty, sty, frnd, irnd, rna, ftz, sat) = (*dty, *sty, *frnd, *irnd, *rna, *ftz, *sat);
-                map3(r, exec, *d, *a, *a, *a, |v, _, _| convert(dty, sty, frnd, irnd, rna, ftz, sat, v));
+            Op::Selp { d, a, b: bo, p, .. } => {
+                map3(
+                    r,
+                    exec,
+                    *d,
+                    *a,
+                    *bo,
+                    *p,
+                    |a, b, p| if p != 0 { a } else { b },
+                )
             }
-            Op::Cvta { space, to_generic, d, a } => {
+            Op::Cvt {
+                dty,
+                sty,
+                frnd,
+                irnd,
+                rna,
+                ftz,
+                sat,
+                d,
+                a,
+            } => {
+                let (dty, sty, frnd, irnd, rna, ftz, sat) =
+                    (*dty, *sty, *frnd, *irnd, *rna, *ftz, *sat);
+                map3(r, exec, *d, *a, *a, *a, |v, _, _| {
+                    convert(dty, sty, frnd, irnd, rna, ftz, sat, v)
+                });
+            }
+            Op::Cvta {
+                space,
+                to_generic,
+                d,
+                a,
+            } => {
                 let window = match space {
                     Space::Shared => SHARED_WINDOW,
                     Space::Local => LOCAL_WINDOW,
@@ -893,19 +1031,36 @@ impl Launch<'_> {
                     map3(r, exec, *d, *a, *a, *a, |v, _, _| v.wrapping_sub(window));
                 }
             }
-            Op::Ld { .. } | Op::St { .. } | Op::AtomAdd { .. } | Op::Bra { .. } | Op::Exit | Op::Bar { .. } | Op::Shfl { .. } | Op::WarpSync { .. } | Op::MmaTf32 { .. } => {}
+            Op::Ld { .. }
+            | Op::St { .. }
+            | Op::AtomAdd { .. }
+            | Op::Bra { .. }
+            | Op::Exit
+            | Op::Bar { .. }
+            | Op::Shfl { .. }
+            | Op::WarpSync { .. }
+            | Op::MmaTf32 { .. } => {}
         }
         Ok(())
     }
 
     /// Loads, stores and atomics, with every check.
-    fn memory(&mut self, b: &mut Block, w: usize, pc: u32, exec: u32, inst: &Inst) -> EmuResult<()> {
+    fn memory(
+        &mut self,
+        b: &mut Block,
+        w: usize,
+        pc: u32,
+        exec: u32,
+        inst: &Inst,
+    ) -> EmuResult<()> {
         let nregs = self.kernel.num_regs;
         let base = w * nregs * 32;
         let (space, ty, addr, n, is_store, is_atom) = match &inst.op {
             Op::Ld { space, ty, d, addr } => (*space, *ty, *addr, d.len(), false, false),
             Op::St { space, ty, a, addr } => (*space, *ty, *addr, a.len(), true, false),
-            Op::AtomAdd { space, ty, addr, .. } => (*space, *ty, *addr, 1, true, true),
+            Op::AtomAdd {
+                space, ty, addr, ..
+            } => (*space, *ty, *addr, 1, true, true),
             _ => return Ok(()),
         };
         let esize = ty.bytes() as u64;
@@ -928,10 +1083,17 @@ impl Launch<'_> {
             let a = addrs[l];
             // A vector access must be aligned to its whole size (v4.f32: 16 bytes).
             if a % size != 0 {
-                return Err(self.fault(b, w, l, pc, FaultKind::Misaligned, format!(
-                    "{size}-byte {} at {a:#x}, which is not {size}-byte aligned",
-                    if is_store { "store" } else { "load" }
-                )));
+                return Err(self.fault(
+                    b,
+                    w,
+                    l,
+                    pc,
+                    FaultKind::Misaligned,
+                    format!(
+                        "{size}-byte {} at {a:#x}, which is not {size}-byte aligned",
+                        if is_store { "store" } else { "load" }
+                    ),
+                ));
             }
             // Resolve the space of a generic address.
             let (sp, off) = match space {
@@ -953,7 +1115,8 @@ impl Launch<'_> {
                     Op::St { a: vals, .. } => {
                         for (i, v) in vals.iter().enumerate() {
                             let bytes = rd(r, *v, l).to_le_bytes();
-                            buf[i * esize as usize..(i + 1) * esize as usize].copy_from_slice(&bytes[..esize as usize]);
+                            buf[i * esize as usize..(i + 1) * esize as usize]
+                                .copy_from_slice(&bytes[..esize as usize]);
                         }
                     }
                     Op::AtomAdd { b: bo, .. } => {
@@ -974,7 +1137,17 @@ impl Launch<'_> {
                     Ty::F64 => (f64::from_bits(o) + f64::from_bits(add)).to_bits(),
                     _ => o.wrapping_add(add) & mask_of(ty.bits()),
                 };
-                self.access(b, w, l, pc, sp, off, &mut new.to_le_bytes()[..size as usize], true, true)?;
+                self.access(
+                    b,
+                    w,
+                    l,
+                    pc,
+                    sp,
+                    off,
+                    &mut new.to_le_bytes()[..size as usize],
+                    true,
+                    true,
+                )?;
                 if let Op::AtomAdd { d, .. } = &inst.op {
                     b.regs[base + *d as usize * 32 + l] = o;
                 }
@@ -984,7 +1157,9 @@ impl Launch<'_> {
                     if let Op::Ld { d, .. } = &inst.op {
                         for (i, dr) in d.iter().enumerate() {
                             let mut v = [0u8; 8];
-                            v[..esize as usize].copy_from_slice(&data[i * esize as usize..(i + 1) * esize as usize]);
+                            v[..esize as usize].copy_from_slice(
+                                &data[i * esize as usize..(i + 1) * esize as usize],
+                            );
                             let mut v = u64::from_le_bytes(v);
                             if ty.is_signed() {
                                 v = sext(v, ty.bits()) as u64;
@@ -1000,7 +1175,18 @@ impl Launch<'_> {
 
     /// Read (`store` false) or write `data` at `off` of space `sp` for one lane.
     #[allow(clippy::too_many_arguments)]
-    fn access(&mut self, b: &mut Block, w: usize, l: usize, pc: u32, sp: Space, off: u64, data: &mut [u8], store: bool, atomic: bool) -> EmuResult<()> {
+    fn access(
+        &mut self,
+        b: &mut Block,
+        w: usize,
+        l: usize,
+        pc: u32,
+        sp: Space,
+        off: u64,
+        data: &mut [u8],
+        store: bool,
+        atomic: bool,
+    ) -> EmuResult<()> {
         let len = data.len() as u64;
         let what = if store { "store" } else { "load" };
         match sp {
@@ -1011,11 +1197,22 @@ impl Launch<'_> {
                         let a = self.mem.get(i);
                         off >= a.base && off + len <= a.end()
                     };
-                    if ok { Some(i) } else { self.mem.find(off, len) }
+                    if ok {
+                        Some(i)
+                    } else {
+                        self.mem.find(off, len)
+                    }
                 };
                 let Some(i) = hit else {
                     let why = self.mem.explain(off, len);
-                    return Err(self.fault(b, w, l, pc, FaultKind::OutOfBounds, format!("global {what}: {why}")));
+                    return Err(self.fault(
+                        b,
+                        w,
+                        l,
+                        pc,
+                        FaultKind::OutOfBounds,
+                        format!("global {what}: {why}"),
+                    ));
                 };
                 self.last_alloc = i;
                 let a = self.mem.get_mut(i);
@@ -1025,7 +1222,7 @@ impl Launch<'_> {
                     a.data[o..o + n].copy_from_slice(data);
                     a.init[o..o + n].fill(1);
                 } else {
-                    if a.init[o..o + n].iter().any(|&x| x == 0) {
+                    if a.init[o..o + n].contains(&0) {
                         let (id, base, sz) = (a.id, a.base, a.data.len());
                         return Err(self.fault(b, w, l, pc, FaultKind::UninitialisedRead, format!(
                             "global load of {n} bytes at {off:#x} (offset {o} of allocation #{id} at {base:#x}, {sz} bytes), never written"
@@ -1066,7 +1263,14 @@ impl Launch<'_> {
             }
             Space::Param => {
                 if store {
-                    return Err(self.fault(b, w, l, pc, FaultKind::Unsupported, "store to kernel parameter space".into()));
+                    return Err(self.fault(
+                        b,
+                        w,
+                        l,
+                        pc,
+                        FaultKind::Unsupported,
+                        "store to kernel parameter space".into(),
+                    ));
                 }
                 if off + len > self.params.len() as u64 {
                     return Err(self.fault(b, w, l, pc, FaultKind::OutOfBounds, format!(
@@ -1082,11 +1286,22 @@ impl Launch<'_> {
 
     /// The shared-memory race and initialisation checks for one lane's access.
     #[allow(clippy::too_many_arguments)]
-    fn shared_check(&mut self, b: &mut Block, w: usize, l: usize, pc: u32, off: u64, len: u64, store: bool, atomic: bool) -> EmuResult<()> {
+    fn shared_check(
+        &mut self,
+        b: &mut Block,
+        w: usize,
+        l: usize,
+        pc: u32,
+        off: u64,
+        len: u64,
+        store: bool,
+        atomic: bool,
+    ) -> EmuResult<()> {
         let t = (w * 32 + l) as u32;
         let syncs = b.warps[w].syncs;
         let epoch = b.epoch;
-        let ordered = |prev: u32, prev_syncs: u32| prev == t || (prev / 32 == t / 32 && syncs > prev_syncs);
+        let ordered =
+            |prev: u32, prev_syncs: u32| prev == t || (prev / 32 == t / 32 && syncs > prev_syncs);
         for word in (off / 4)..(off + len).div_ceil(4) {
             let s = b.shadow[word as usize];
             let mut conflict: Option<(u32, &str)> = None;
@@ -1098,7 +1313,7 @@ impl Launch<'_> {
             }
             if s.epoch == epoch && !atomic {
                 if s.writer != 0 && !ordered(s.writer - 1, s.writer_syncs) {
-                    conflict = Some((s.writer - 1, if store { "wrote" } else { "wrote" }));
+                    conflict = Some((s.writer - 1, "wrote"));
                 }
                 if store && conflict.is_none() {
                     match s.readers {
@@ -1117,17 +1332,32 @@ impl Launch<'_> {
                 }
             }
             if let Some((other, did)) = conflict {
-                let who = if other == u32::MAX { "several other threads".to_string() } else { self.thread_name(other) };
-                return Err(self.fault(b, w, l, pc, FaultKind::SharedRace, format!(
+                let who = if other == u32::MAX {
+                    "several other threads".to_string()
+                } else {
+                    self.thread_name(other)
+                };
+                return Err(self.fault(
+                    b,
+                    w,
+                    l,
+                    pc,
+                    FaultKind::SharedRace,
+                    format!(
                     "{} of shared offset {} while {who} {did} it since the last barrier, with no \
                      synchronisation in between (a missing __syncthreads or __syncwarp?)",
                     if store { "write" } else { "read" },
                     word * 4
-                )));
+                ),
+                ));
             }
             let sh = &mut b.shadow[word as usize];
             if sh.epoch != epoch {
-                *sh = Shadow { written: sh.written, epoch, ..Shadow::default() };
+                *sh = Shadow {
+                    written: sh.written,
+                    epoch,
+                    ..Shadow::default()
+                };
             }
             if store {
                 sh.written = true;
@@ -1157,7 +1387,10 @@ impl Launch<'_> {
 
     /// Requests, sectors and bank-conflict wavefronts of one warp-level access.
     fn count_memory(&mut self, space: Space, addrs: &[u64; 32], exec: u32, size: u64) {
-        let shared = space == Space::Shared || (space == Space::Generic && (SHARED_WINDOW..SHARED_WINDOW + WINDOW_SIZE).contains(&addrs[exec.trailing_zeros() as usize]));
+        let shared = space == Space::Shared
+            || (space == Space::Generic
+                && (SHARED_WINDOW..SHARED_WINDOW + WINDOW_SIZE)
+                    .contains(&addrs[exec.trailing_zeros() as usize]));
         if space == Space::Param || space == Space::Local {
             return;
         }
@@ -1228,7 +1461,17 @@ fn lane_story(s: Lane, pc: u32, k: &Kernel) -> String {
 /// Integer and bitwise operations (values are read as the type's width, signed types
 /// sign-extended; results are stored zero-extended).
 #[allow(clippy::too_many_arguments)]
-fn int_op(r: &mut [u64], exec: u32, op: IntOp, ty: Ty, d: Reg, a: Operand, b: Operand, c: Operand, e: Operand) {
+fn int_op(
+    r: &mut [u64],
+    exec: u32,
+    op: IntOp,
+    ty: Ty,
+    d: Reg,
+    a: Operand,
+    b: Operand,
+    c: Operand,
+    e: Operand,
+) {
     let bits = ty.bits();
     let wm = mask_of(bits);
     let signed = ty.is_signed();
@@ -1237,27 +1480,41 @@ fn int_op(r: &mut [u64], exec: u32, op: IntOp, ty: Ty, d: Reg, a: Operand, b: Op
         IntOp::Add => map3(r, exec, d, a, b, b, |a, b, _| a.wrapping_add(b) & wm),
         IntOp::Sub => map3(r, exec, d, a, b, b, |a, b, _| a.wrapping_sub(b) & wm),
         IntOp::MulLo => map3(r, exec, d, a, b, b, |a, b, _| a.wrapping_mul(b) & wm),
-        IntOp::MadLo => map3(r, exec, d, a, b, c, |a, b, c| a.wrapping_mul(b).wrapping_add(c) & wm),
+        IntOp::MadLo => map3(r, exec, d, a, b, c, |a, b, c| {
+            a.wrapping_mul(b).wrapping_add(c) & wm
+        }),
         IntOp::MulHi | IntOp::MadHi => {
             let hi = move |a: u64, b: u64| -> u64 {
-                let p: i128 = if signed { s(a) as i128 * s(b) as i128 } else { (a & wm) as i128 * (b & wm) as i128 };
+                let p: i128 = if signed {
+                    s(a) as i128 * s(b) as i128
+                } else {
+                    (a & wm) as i128 * (b & wm) as i128
+                };
                 ((p >> bits) as u64) & wm
             };
             if op == IntOp::MulHi {
                 map3(r, exec, d, a, b, b, move |a, b, _| hi(a, b));
             } else {
-                map3(r, exec, d, a, b, c, move |a, b, c| hi(a, b).wrapping_add(c) & wm);
+                map3(r, exec, d, a, b, c, move |a, b, c| {
+                    hi(a, b).wrapping_add(c) & wm
+                });
             }
         }
         IntOp::MulWide | IntOp::MadWide => {
             let ww = mask_of(bits * 2);
             let prod = move |a: u64, b: u64| -> u64 {
-                if signed { (s(a).wrapping_mul(s(b))) as u64 & ww } else { ((a & wm) * (b & wm)) & ww }
+                if signed {
+                    (s(a).wrapping_mul(s(b))) as u64 & ww
+                } else {
+                    ((a & wm) * (b & wm)) & ww
+                }
             };
             if op == IntOp::MulWide {
                 map3(r, exec, d, a, b, b, move |a, b, _| prod(a, b));
             } else {
-                map3(r, exec, d, a, b, c, move |a, b, c| prod(a, b).wrapping_add(c) & ww);
+                map3(r, exec, d, a, b, c, move |a, b, c| {
+                    prod(a, b).wrapping_add(c) & ww
+                });
             }
         }
         // Division by zero is undefined in the ISA; we return all ones (as the hardware's
@@ -1265,17 +1522,23 @@ fn int_op(r: &mut [u64], exec: u32, op: IntOp, ty: Ty, d: Reg, a: Operand, b: Op
         IntOp::Div => map3(r, exec, d, a, b, b, move |a, b, _| {
             if signed {
                 let (x, y) = (s(a), s(b));
-                if y == 0 { wm } else { (x.wrapping_div(y) as u64) & wm }
-            } else if b & wm == 0 {
-                wm
+                if y == 0 {
+                    wm
+                } else {
+                    (x.wrapping_div(y) as u64) & wm
+                }
             } else {
-                ((a & wm) / (b & wm)) & wm
+                (a & wm).checked_div(b & wm).unwrap_or(wm)
             }
         }),
         IntOp::Rem => map3(r, exec, d, a, b, b, move |a, b, _| {
             if signed {
                 let (x, y) = (s(a), s(b));
-                if y == 0 { a & wm } else { (x.wrapping_rem(y) as u64) & wm }
+                if y == 0 {
+                    a & wm
+                } else {
+                    (x.wrapping_rem(y) as u64) & wm
+                }
             } else if b & wm == 0 {
                 a & wm
             } else {
@@ -1283,13 +1546,23 @@ fn int_op(r: &mut [u64], exec: u32, op: IntOp, ty: Ty, d: Reg, a: Operand, b: Op
             }
         }),
         IntOp::Min => map3(r, exec, d, a, b, b, move |a, b, _| {
-            if signed { (s(a).min(s(b)) as u64) & wm } else { (a & wm).min(b & wm) }
+            if signed {
+                (s(a).min(s(b)) as u64) & wm
+            } else {
+                (a & wm).min(b & wm)
+            }
         }),
         IntOp::Max => map3(r, exec, d, a, b, b, move |a, b, _| {
-            if signed { (s(a).max(s(b)) as u64) & wm } else { (a & wm).max(b & wm) }
+            if signed {
+                (s(a).max(s(b)) as u64) & wm
+            } else {
+                (a & wm).max(b & wm)
+            }
         }),
         IntOp::Neg => map3(r, exec, d, a, a, a, |a, _, _| a.wrapping_neg() & wm),
-        IntOp::Abs => map3(r, exec, d, a, a, a, move |a, _, _| (s(a).wrapping_abs() as u64) & wm),
+        IntOp::Abs => map3(r, exec, d, a, a, a, move |a, _, _| {
+            (s(a).wrapping_abs() as u64) & wm
+        }),
         IntOp::And => map3(r, exec, d, a, b, b, |a, b, _| a & b & wm),
         IntOp::Or => map3(r, exec, d, a, b, b, |a, b, _| (a | b) & wm),
         IntOp::Xor => map3(r, exec, d, a, b, b, |a, b, _| (a ^ b) & wm),
@@ -1297,7 +1570,11 @@ fn int_op(r: &mut [u64], exec: u32, op: IntOp, ty: Ty, d: Reg, a: Operand, b: Op
         // Shift amounts are unsigned and clamped: ≥ the width shifts everything out.
         IntOp::Shl => map3(r, exec, d, a, b, b, move |a, b, _| {
             let n = b & 0xffff_ffff;
-            if n >= bits as u64 { 0 } else { (a << n) & wm }
+            if n >= bits as u64 {
+                0
+            } else {
+                (a << n) & wm
+            }
         }),
         IntOp::Shr => map3(r, exec, d, a, b, b, move |a, b, _| {
             let n = (b & 0xffff_ffff).min(bits as u64 - 1 + signed as u64);
@@ -1313,7 +1590,12 @@ fn int_op(r: &mut [u64], exec: u32, op: IntOp, ty: Ty, d: Reg, a: Operand, b: Op
         IntOp::Bfi => {
             let d = d as usize * 32;
             for_lanes!(exec, |l| {
-                let (av, bv, pos, len) = (rd(r, a, l), rd(r, b, l), rd(r, c, l) & 0xff, rd(r, e, l) & 0xff);
+                let (av, bv, pos, len) = (
+                    rd(r, a, l),
+                    rd(r, b, l),
+                    rd(r, c, l) & 0xff,
+                    rd(r, e, l) & 0xff,
+                );
                 r[d + l] = if len == 0 || pos >= bits as u64 {
                     bv & wm
                 } else {
@@ -1327,10 +1609,25 @@ fn int_op(r: &mut [u64], exec: u32, op: IntOp, ty: Ty, d: Reg, a: Operand, b: Op
 }
 
 #[allow(clippy::too_many_arguments)]
-fn f32_op(r: &mut [u64], exec: u32, op: FloatOp, rnd: Rounding, ftz: bool, sat: bool, d: Reg, a: Operand, b: Operand, c: Operand) {
+fn f32_op(
+    r: &mut [u64],
+    exec: u32,
+    op: FloatOp,
+    rnd: Rounding,
+    ftz: bool,
+    sat: bool,
+    d: Reg,
+    a: Operand,
+    b: Operand,
+    c: Operand,
+) {
     let inp = move |v: u64| {
         let x = f32_of(v);
-        if ftz { fl::ftz(x) } else { x }
+        if ftz {
+            fl::ftz(x)
+        } else {
+            x
+        }
     };
     let out = move |x: f32| {
         let x = if ftz { fl::ftz(x) } else { x };
@@ -1350,7 +1647,9 @@ fn f32_op(r: &mut [u64], exec: u32, op: FloatOp, rnd: Rounding, ftz: bool, sat: 
         FloatOp::Add => bin!(|x, y| fl::add_f32(x, y, rnd)),
         FloatOp::Sub => bin!(|x, y| fl::sub_f32(x, y, rnd)),
         FloatOp::Mul => bin!(|x, y| fl::mul_f32(x, y, rnd)),
-        FloatOp::Fma => map3(r, exec, d, a, b, c, move |a, b, c| out(fl::fma_f32(inp(a), inp(b), inp(c), rnd))),
+        FloatOp::Fma => map3(r, exec, d, a, b, c, move |a, b, c| {
+            out(fl::fma_f32(inp(a), inp(b), inp(c), rnd))
+        }),
         FloatOp::Div => bin!(|x, y| fl::div_f32(x, y, rnd)),
         FloatOp::DivApprox => bin!(fl::div_approx_f32),
         FloatOp::Rcp => un!(|x| fl::rcp_f32(x, rnd)),
@@ -1371,25 +1670,62 @@ fn f32_op(r: &mut [u64], exec: u32, op: FloatOp, rnd: Rounding, ftz: bool, sat: 
 }
 
 #[allow(clippy::too_many_arguments)]
-fn f64_op(r: &mut [u64], exec: u32, op: FloatOp, rnd: Rounding, d: Reg, a: Operand, b: Operand, c: Operand) {
+fn f64_op(
+    r: &mut [u64],
+    exec: u32,
+    op: FloatOp,
+    rnd: Rounding,
+    d: Reg,
+    a: Operand,
+    b: Operand,
+    c: Operand,
+) {
     let f = f64::from_bits;
     match op {
-        FloatOp::Add => map3(r, exec, d, a, b, b, move |a, b, _| fl::add_f64(f(a), f(b), rnd).to_bits()),
-        FloatOp::Sub => map3(r, exec, d, a, b, b, move |a, b, _| fl::add_f64(f(a), -f(b), rnd).to_bits()),
-        FloatOp::Mul => map3(r, exec, d, a, b, b, move |a, b, _| fl::mul_f64(f(a), f(b), rnd).to_bits()),
-        FloatOp::Fma => map3(r, exec, d, a, b, c, move |a, b, c| fl::fma_f64(f(a), f(b), f(c), rnd).to_bits()),
-        FloatOp::Div | FloatOp::DivApprox => map3(r, exec, d, a, b, b, move |a, b, _| fl::div_f64(f(a), f(b), rnd).to_bits()),
-        FloatOp::Rcp | FloatOp::RcpApprox => map3(r, exec, d, a, a, a, move |a, _, _| fl::div_f64(1.0, f(a), rnd).to_bits()),
-        FloatOp::Sqrt | FloatOp::SqrtApprox => map3(r, exec, d, a, a, a, move |a, _, _| fl::sqrt_f64(f(a), rnd).to_bits()),
+        FloatOp::Add => map3(r, exec, d, a, b, b, move |a, b, _| {
+            fl::add_f64(f(a), f(b), rnd).to_bits()
+        }),
+        FloatOp::Sub => map3(r, exec, d, a, b, b, move |a, b, _| {
+            fl::add_f64(f(a), -f(b), rnd).to_bits()
+        }),
+        FloatOp::Mul => map3(r, exec, d, a, b, b, move |a, b, _| {
+            fl::mul_f64(f(a), f(b), rnd).to_bits()
+        }),
+        FloatOp::Fma => map3(r, exec, d, a, b, c, move |a, b, c| {
+            fl::fma_f64(f(a), f(b), f(c), rnd).to_bits()
+        }),
+        FloatOp::Div | FloatOp::DivApprox => map3(r, exec, d, a, b, b, move |a, b, _| {
+            fl::div_f64(f(a), f(b), rnd).to_bits()
+        }),
+        FloatOp::Rcp | FloatOp::RcpApprox => map3(r, exec, d, a, a, a, move |a, _, _| {
+            fl::div_f64(1.0, f(a), rnd).to_bits()
+        }),
+        FloatOp::Sqrt | FloatOp::SqrtApprox => map3(r, exec, d, a, a, a, move |a, _, _| {
+            fl::sqrt_f64(f(a), rnd).to_bits()
+        }),
         FloatOp::Neg => map3(r, exec, d, a, a, a, |a, _, _| a ^ (1 << 63)),
         FloatOp::Abs => map3(r, exec, d, a, a, a, |a, _, _| a & !(1 << 63)),
         FloatOp::Min => map3(r, exec, d, a, b, b, move |a, b, _| {
             let (x, y) = (f(a), f(b));
-            (if x.is_nan() { y } else if y.is_nan() { x } else { x.min(y) }).to_bits()
+            (if x.is_nan() {
+                y
+            } else if y.is_nan() {
+                x
+            } else {
+                x.min(y)
+            })
+            .to_bits()
         }),
         FloatOp::Max => map3(r, exec, d, a, b, b, move |a, b, _| {
             let (x, y) = (f(a), f(b));
-            (if x.is_nan() { y } else if y.is_nan() { x } else { x.max(y) }).to_bits()
+            (if x.is_nan() {
+                y
+            } else if y.is_nan() {
+                x
+            } else {
+                x.max(y)
+            })
+            .to_bits()
         }),
         // Refused by the parser: the kernels use no other f64 forms.
         _ => {}
@@ -1402,7 +1738,11 @@ fn compare(cmp: Cmp, ty: Ty, ftz: bool, a: u64, b: u64) -> bool {
             (f64::from_bits(a), f64::from_bits(b))
         } else {
             let (x, y) = (f32_of(a), f32_of(b));
-            let (x, y) = if ftz { (fl::ftz(x), fl::ftz(y)) } else { (x, y) };
+            let (x, y) = if ftz {
+                (fl::ftz(x), fl::ftz(y))
+            } else {
+                (x, y)
+            };
             (x as f64, y as f64)
         };
         let nan = x.is_nan() || y.is_nan();
@@ -1431,10 +1771,34 @@ fn compare(cmp: Cmp, ty: Ty, ftz: bool, a: u64, b: u64) -> bool {
     match cmp {
         Cmp::Eq | Cmp::Equ => ua == ub,
         Cmp::Ne | Cmp::Neu => ua != ub,
-        Cmp::Lt | Cmp::Ltu => if signed { sa < sb } else { ua < ub },
-        Cmp::Le | Cmp::Leu => if signed { sa <= sb } else { ua <= ub },
-        Cmp::Gt | Cmp::Gtu => if signed { sa > sb } else { ua > ub },
-        Cmp::Ge | Cmp::Geu => if signed { sa >= sb } else { ua >= ub },
+        Cmp::Lt | Cmp::Ltu => {
+            if signed {
+                sa < sb
+            } else {
+                ua < ub
+            }
+        }
+        Cmp::Le | Cmp::Leu => {
+            if signed {
+                sa <= sb
+            } else {
+                ua <= ub
+            }
+        }
+        Cmp::Gt | Cmp::Gtu => {
+            if signed {
+                sa > sb
+            } else {
+                ua > ub
+            }
+        }
+        Cmp::Ge | Cmp::Geu => {
+            if signed {
+                sa >= sb
+            } else {
+                ua >= ub
+            }
+        }
         Cmp::Lo => ua < ub,
         Cmp::Ls => ua <= ub,
         Cmp::Hi => ua > ub,
@@ -1446,7 +1810,16 @@ fn compare(cmp: Cmp, ty: Ty, ftz: bool, a: u64, b: u64) -> bool {
 
 /// `cvt`: every combination of integer and float types the parser accepts.
 #[allow(clippy::too_many_arguments)]
-fn convert(dty: Ty, sty: Ty, frnd: Option<Rounding>, irnd: Option<IntRounding>, rna: bool, ftz: bool, sat: bool, v: u64) -> u64 {
+fn convert(
+    dty: Ty,
+    sty: Ty,
+    frnd: Option<Rounding>,
+    irnd: Option<IntRounding>,
+    rna: bool,
+    ftz: bool,
+    sat: bool,
+    v: u64,
+) -> u64 {
     let rn = frnd.unwrap_or_default();
     if rna {
         let x = f32_of(v);
@@ -1475,7 +1848,11 @@ fn convert(dty: Ty, sty: Ty, frnd: Option<Rounding>, irnd: Option<IntRounding>, 
                 (_, Some(m)) => fl::f64_to_f32(fl::round_to_integral_f64(x, m), Rounding::Nearest),
                 (_, None) => fl::f64_to_f32(x, rn),
             };
-            let y = if y.is_nan() { f32::from_bits(fl::CANONICAL_NAN_F32) } else { y };
+            let y = if y.is_nan() {
+                f32::from_bits(fl::CANONICAL_NAN_F32)
+            } else {
+                y
+            };
             let y = if ftz { fl::ftz(y) } else { y };
             return bits_f32(if sat { fl::saturate(y) } else { y });
         }
@@ -1486,17 +1863,25 @@ fn convert(dty: Ty, sty: Ty, frnd: Option<Rounding>, irnd: Option<IntRounding>, 
     if dty.is_float() {
         let y = if sty.is_signed() {
             let i = sext(v, sbits);
-            if dty == Ty::F64 { return fl::i64_to_f64(i, rn).to_bits(); }
+            if dty == Ty::F64 {
+                return fl::i64_to_f64(i, rn).to_bits();
+            }
             fl::i64_to_f32(i, rn)
         } else {
             let u = v & mask_of(sbits);
-            if dty == Ty::F64 { return fl::u64_to_f64(u, rn).to_bits(); }
+            if dty == Ty::F64 {
+                return fl::u64_to_f64(u, rn).to_bits();
+            }
             fl::u64_to_f32(u, rn)
         };
         return bits_f32(if sat { fl::saturate(y) } else { y });
     }
     // integer → integer: extend by the source's signedness, then truncate (or clamp with .sat).
-    let x: i128 = if sty.is_signed() { sext(v, sbits) as i128 } else { (v & mask_of(sbits)) as i128 };
+    let x: i128 = if sty.is_signed() {
+        sext(v, sbits) as i128
+    } else {
+        (v & mask_of(sbits)) as i128
+    };
     if sat {
         let (lo, hi): (i128, i128) = if dty.is_signed() {
             (-(1i128 << (dbits - 1)), (1i128 << (dbits - 1)) - 1)

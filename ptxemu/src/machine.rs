@@ -78,7 +78,9 @@ impl Machine {
         let text = std::str::from_utf8(&image[..end])
             .map_err(|_| EmuError::NotPtx("neither an ELF image nor UTF-8 PTX text".into()))?;
         if !text.contains(".version") || !text.contains(".target") {
-            return Err(EmuError::NotPtx("no .version/.target directive: not PTX".into()));
+            return Err(EmuError::NotPtx(
+                "no .version/.target directive: not PTX".into(),
+            ));
         }
         let mut module = parse::parse_module(text)?;
         for g in &mut module.globals {
@@ -160,12 +162,7 @@ impl Machine {
 
     /// Check a launch against the device's and the kernel's limits and its parameter buffer
     /// against the kernel's signature (one slice per parameter, each of the declared size).
-    pub fn check_launch(
-        &self,
-        k: KernelId,
-        cfg: &LaunchConfig,
-        params: &[&[u8]],
-    ) -> EmuResult<()> {
+    pub fn check_launch(&self, k: KernelId, cfg: &LaunchConfig, params: &[&[u8]]) -> EmuResult<()> {
         use limits::*;
         let kernel = &self.module(k.module)?.kernels[k.entry];
         let bad = |s: String| Err(EmuError::InvalidLaunch(format!("{}: {s}", kernel.name)));

@@ -87,7 +87,9 @@ impl GlobalMemory {
             .allocs
             .binary_search_by_key(&ptr, |a| a.base)
             .map_err(|_| {
-                EmuError::Invalid(format!("cuMemFree({ptr:#x}): not the start of an allocation"))
+                EmuError::Invalid(format!(
+                    "cuMemFree({ptr:#x}): not the start of an allocation"
+                ))
             })?;
         let a = self.allocs.remove(i);
         self.used -= a.data.len() as u64;
@@ -153,7 +155,11 @@ impl GlobalMemory {
                 );
             }
         }
-        if let Some((b, n, id)) = self.freed.iter().rev().find(|(b, n, _)| addr >= *b && addr < b + n)
+        if let Some((b, n, id)) = self
+            .freed
+            .iter()
+            .rev()
+            .find(|(b, n, _)| addr >= *b && addr < b + n)
         {
             return format!(
                 "{len} bytes at {addr:#x} lie in allocation #{id} ({b:#x}, {n} bytes), which was freed"
@@ -175,9 +181,9 @@ impl GlobalMemory {
     }
 
     fn range(&self, what: &str, addr: u64, len: usize) -> EmuResult<(usize, usize)> {
-        let i = self
-            .find(addr, len as u64)
-            .ok_or_else(|| EmuError::BadCopy(format!("{what}: {}", self.explain(addr, len as u64))))?;
+        let i = self.find(addr, len as u64).ok_or_else(|| {
+            EmuError::BadCopy(format!("{what}: {}", self.explain(addr, len as u64)))
+        })?;
         Ok((i, (addr - self.allocs[i].base) as usize))
     }
 
@@ -257,7 +263,10 @@ mod tests {
         let b = m.alloc(100).unwrap();
         assert!(b >= a + 100 + GAP);
         assert!(m.find(a, 100).is_some());
-        assert!(m.find(a + 97, 4).is_none(), "a 4-byte read straddling the end");
+        assert!(
+            m.find(a + 97, 4).is_none(),
+            "a 4-byte read straddling the end"
+        );
         assert!(m.explain(a + 97, 4).contains("1 bytes past the end"));
         assert!(m.explain(a + 100, 4).contains("0 bytes past the end"));
         m.free(a).unwrap();

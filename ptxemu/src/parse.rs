@@ -519,10 +519,7 @@ impl Parser {
             shared_bytes: 0,
             local: HashMap::new(),
             local_bytes: 0,
-            params: params
-                .iter()
-                .map(|p| (p.name.clone(), p.offset))
-                .collect(),
+            params: params.iter().map(|p| (p.name.clone(), p.offset)).collect(),
             labels: HashMap::new(),
             fixups: Vec::new(),
         };
@@ -767,13 +764,9 @@ impl Parser {
                     if self.eat_punct(']') {
                         break;
                     }
-                    let neg = if self.eat_punct('+') {
-                        self.eat_punct('-')
-                    } else if self.eat_punct('-') {
-                        true
-                    } else {
-                        false
-                    };
+                    // `+ off`, `+ -off` or `- off`.
+                    self.eat_punct('+');
+                    let neg = self.eat_punct('-');
                     let w = self.word()?;
                     let v = match parse_int(&w) {
                         Some(v) => v as i64,
@@ -797,15 +790,17 @@ impl Parser {
         }
     }
 
-    fn instruction(&mut self, s: &mut Scope, opcode: &str, index: usize, line: u32) -> EmuResult<Inst> {
+    fn instruction(
+        &mut self,
+        s: &mut Scope,
+        opcode: &str,
+        index: usize,
+        line: u32,
+    ) -> EmuResult<Inst> {
         let start = self.pos;
         let ops = self.operands()?;
         let text = self.text_of(opcode, start);
-        let mut cx = Decode {
-            p: self,
-            s,
-            line,
-        };
+        let mut cx = Decode { p: self, s, line };
         let op = cx.decode(opcode, &ops, index)?;
         Ok(Inst {
             op,
@@ -1054,8 +1049,10 @@ impl Decode<'_> {
             let bits = if neg { bits ^ (1 << 63) } else { bits };
             return match ty {
                 Ty::F64 | Ty::B64 => Ok(bits),
-                Ty::F32 => Ok(crate::float::f64_to_f32(f64::from_bits(bits), Rounding::Nearest)
-                    .to_bits() as u64),
+                Ty::F32 => Ok(
+                    crate::float::f64_to_f32(f64::from_bits(bits), Rounding::Nearest).to_bits()
+                        as u64,
+                ),
                 _ => self.err(format!("f64 literal {w} for a {ty:?} operand")),
             };
         }
@@ -1106,7 +1103,10 @@ impl Decode<'_> {
         if ops.len() == n {
             Ok(())
         } else {
-            self.err(format!("`{opcode}` takes {n} operands, found {}", ops.len()))
+            self.err(format!(
+                "`{opcode}` takes {n} operands, found {}",
+                ops.len()
+            ))
         }
     }
 
@@ -1128,7 +1128,10 @@ impl Decode<'_> {
                 self.n_ops(ops, 2, opcode)?;
                 match (&ops[0], &ops[1]) {
                     (Syn::Vector(parts), src) => {
-                        let parts = parts.iter().map(|p| self.dst(p)).collect::<EmuResult<_>>()?;
+                        let parts = parts
+                            .iter()
+                            .map(|p| self.dst(p))
+                            .collect::<EmuResult<_>>()?;
                         let a = self.src(src, ty)?;
                         Op::Unpack {
                             half_bits: ty.bits() / 2,
@@ -1140,7 +1143,10 @@ impl Decode<'_> {
                         let d = self.dst(d)?;
                         let n = parts.len() as u32;
                         let half = half_type(ty.bits() / n.max(1));
-                        let parts = parts.iter().map(|p| self.src(p, half)).collect::<EmuResult<_>>()?;
+                        let parts = parts
+                            .iter()
+                            .map(|p| self.src(p, half))
+                            .collect::<EmuResult<_>>()?;
                         Op::Pack {
                             d,
                             parts,
@@ -1300,7 +1306,10 @@ impl Decode<'_> {
                 let vals: Vec<&Syn> = match val {
                     Syn::Vector(v) if vec > 1 && v.len() == vec => v.iter().collect(),
                     v if vec == 1 => vec![v],
-                    _ => return self.err(format!("`{opcode}`: operand count does not match .v{vec}")),
+                    _ => {
+                        return self
+                            .err(format!("`{opcode}`: operand count does not match .v{vec}"))
+                    }
                 };
                 if base == "ld" {
                     Op::Ld {
@@ -1416,7 +1425,8 @@ impl Decode<'_> {
             "mma" => {
                 for want in ["sync", "aligned", "m16n8k8", "row", "col"] {
                     if !m.take(want) {
-                        return self.err(format!("`{opcode}`: only mma.sync.aligned.m16n8k8.row.col"));
+                        return self
+                            .err(format!("`{opcode}`: only mma.sync.aligned.m16n8k8.row.col"));
                     }
                 }
                 let t = m.types();
@@ -1526,7 +1536,10 @@ impl Decode<'_> {
                 _ => return self.err(format!("unsupported float instruction `{opcode}`")),
             };
             // The ISA requires a rounding on div/sqrt/rcp unless .approx/.full, and on fma.
-            let needs_rnd = matches!(fop, FloatOp::Div | FloatOp::Rcp | FloatOp::Sqrt | FloatOp::Fma);
+            let needs_rnd = matches!(
+                fop,
+                FloatOp::Div | FloatOp::Rcp | FloatOp::Sqrt | FloatOp::Fma
+            );
             if needs_rnd && rnd.is_none() {
                 return self.err(format!("`{opcode}` needs a rounding modifier"));
             }
@@ -1578,7 +1591,9 @@ impl Decode<'_> {
             return self.err(format!("`{opcode}`: .sat only on add/sub.s32"));
         }
         if sat {
-            return self.err(format!("`{opcode}`: .sat integer arithmetic is not supported"));
+            return self.err(format!(
+                "`{opcode}`: .sat integer arithmetic is not supported"
+            ));
         }
         let iop = match (base, half) {
             ("add", None) => IntOp::Add,
@@ -1745,7 +1760,10 @@ $L__BB0_2:
         let k = &m.kernels[0];
         assert_eq!(k.name, "saxpy");
         assert_eq!(
-            k.params.iter().map(|p| (p.offset, p.size)).collect::<Vec<_>>(),
+            k.params
+                .iter()
+                .map(|p| (p.offset, p.size))
+                .collect::<Vec<_>>(),
             vec![(0, 8), (8, 4), (12, 4)]
         );
         assert_eq!(k.param_bytes, 16);
@@ -1762,7 +1780,10 @@ $L__BB0_2:
             }
             o => panic!("{o:?}"),
         }
-        assert_eq!(m.describe_loc(k, k.insts[13].loc).as_deref(), Some("saxpy.cu:3"));
+        assert_eq!(
+            m.describe_loc(k, k.insts[13].loc).as_deref(),
+            Some("saxpy.cu:3")
+        );
         assert_eq!(k.specials.len(), 3);
     }
 
@@ -1772,11 +1793,20 @@ $L__BB0_2:
         let e = parse_module(&bad).unwrap_err().to_string();
         assert!(e.contains("line 32") && e.contains("relu"), "{e}");
         let bad = SAXPY.replace("add.s64", "addc.s64");
-        assert!(parse_module(&bad).unwrap_err().to_string().contains("addc.s64"));
+        assert!(parse_module(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("addc.s64"));
         let bad = SAXPY.replace("$L__BB0_2;", "$L__nowhere;");
-        assert!(parse_module(&bad).unwrap_err().to_string().contains("undefined label"));
+        assert!(parse_module(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("undefined label"));
         let bad = SAXPY.replace("%rd4, %rd2", "%rd9, %rd2");
-        assert!(parse_module(&bad).unwrap_err().to_string().contains("undeclared register %rd9"));
+        assert!(parse_module(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("undeclared register %rd9"));
     }
 
     #[test]

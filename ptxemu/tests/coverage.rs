@@ -57,5 +57,9 @@ fn every_emitted_form_is_implemented() {
     for (f, n) in &forms {
         println!("  {f:<56} {n}");
     }
-    assert!(failures.is_empty(), "forms the interpreter lacks:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "forms the interpreter lacks:\n{}",
+        failures.join("\n")
+    );
 }

@@ -48,6 +48,10 @@ enum Command {
         /// Fewer repetitions and smaller arrays (seconds rather than a minute)
         #[arg(long)]
         quick: bool,
+        /// On the PTX interpreter (ptxemu): count instructions, global sectors, shared-memory
+        /// bank conflicts and barriers per kernel and print them as a table
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -62,9 +66,11 @@ pub fn main() -> ExitCode {
         Command::Train(args) => train::train_cmd(*args, &matches),
         Command::Eval(args) => eval::eval_cmd(args),
         Command::Sample(args) => sample::sample_cmd(args),
-        Command::Bench { device, quick } => {
-            parse_device(&device).and_then(|device| bench_cmd(device, quick))
-        }
+        Command::Bench {
+            device,
+            quick,
+            profile,
+        } => bench_cmd(&device, quick, profile),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,17 +128,54 @@ fn run_dir_of(dir: &Path, ckpt: &Path) -> PathBuf {
     }
 }
 
-/// `bench`.
-fn bench_cmd(device: Device, quick: bool) -> Result<()> {
+/// `bench`. With `profile`, the stand-in driver is told (before it starts) to write one CSV row
+/// of counts per launch to a temporary file, summed per kernel after the run.
+fn bench_cmd(device: &str, quick: bool, profile: bool) -> Result<()> {
+    let profile_file = if profile {
+        let path = std::env::temp_dir().join(format!("ssvae-profile-{}.csv", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        // Read by the stand-in libcuda at cuInit, which parse_device triggers below.
+        std::env::set_var("PTXEMU_PROFILE", &path);
+        Some(path)
+    } else {
+        None
+    };
+    let device = parse_device(device)?;
+    let emulated =
+        matches!(device, Device::Cuda(n) if ssvae::backend::cuda::runtime::is_emulated(n));
+    if profile && !emulated {
+        return Err(Error::invalid(
+            "profile",
+            "--profile counts what the PTX interpreter executes: it needs --device cuda with the \
+             stand-in libcuda of ptxemu/ on the loader path (scripts/install-ptxemu.sh)",
+        ));
+    }
     println!(
-        "ssvae bench on {device} ({} threads){}",
+        "ssvae bench on {device} ({} threads){}{}",
         rayon::current_num_threads(),
-        if quick { ", quick" } else { "" }
+        if quick { ", quick" } else { "" },
+        if emulated {
+            " — EMULATED: the PTX interpreter (ptxemu), one repetition each, large arrays \
+             shrunk; its rates are the interpreter's, not a GPU's"
+        } else {
+            ""
+        }
     );
     println!("{}", bench::header());
     bench::run(device, quick, |m| {
         println!("{}", bench::format_line(m));
         let _ = std::io::stdout().flush();
     })?;
+    if let Some(path) = profile_file {
+        let csv = std::fs::read_to_string(&path).map_err(|e| {
+            Error::Msg(format!(
+                "reading the interpreter's profile {}: {e}",
+                path.display()
+            ))
+        })?;
+        println!();
+        print!("{}", bench::profile_table(&csv)?);
+        let _ = std::fs::remove_file(&path);
+    }
     Ok(())
 }

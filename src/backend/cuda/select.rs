@@ -72,9 +72,14 @@ mod tests {
         assert_eq!(parse_device(" CPU ").unwrap(), Device::Cpu);
         assert!(parse_device("gpu").is_err());
         assert!(parse_device("cuda:x").is_err());
-        // auto never fails: CUDA when present, CPU otherwise.
+        // auto never fails: a GPU when present, the CPU otherwise (also when the only CUDA
+        // device is the PTX interpreter, which cuda:0 still reaches).
         let d = parse_device("auto").unwrap();
         match cuda_status() {
+            Ok(_) if is_emulated(0) => {
+                assert_eq!(d, Device::Cpu);
+                assert_eq!(parse_device("cuda:0").unwrap(), Device::Cuda(0));
+            }
             Ok(_) => assert_eq!(d, Device::Cuda(0)),
             Err(_) => {
                 assert_eq!(d, Device::Cpu);
