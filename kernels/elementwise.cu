@@ -24,9 +24,20 @@
 //  12 Abs |x|             f' = sign(x), 0 at 0
 // Binary ops: 0 Add, 1 Sub, 2 Mul, 3 Div, 4 Eq (1 where a == b else 0), 5 Maximum.
 //
+// NaN propagates through every op and derivative that reads its input, as in PyTorch and the CPU
+// backend (src/backend/cpu/elementwise.rs), bit for bit the same: relu, its derivative and the
+// derivatives of leaky relu and abs pass a NaN x on (fmaxf(NaN, 0) would be 0, and [x > 0] of NaN
+// is 0), Maximum returns NaN when either operand is (fmaxf returns the other).
+//
 // Contiguous kernels read and write float4 when `vec4` says every pointer is 16-byte aligned (the
 // allocator's buffers always are); the tail (n mod 4) is done one by one.
 #include "common.cuh"
+
+// x when it is NaN, else `otherwise` (the CPU's nan_or): a derivative that is 0 on a flat side
+// still passes a NaN input on.
+__device__ __forceinline__ float nan_or(float x, float otherwise) {
+    return isnan(x) ? x : otherwise;
+}
 
 __device__ __forceinline__ float unary_f(int op, float x, float p0, float p1) {
     switch (op) {
@@ -35,7 +46,7 @@ __device__ __forceinline__ float unary_f(int op, float x, float p0, float p1) {
         case 2: return logf(x);
         case 3: return sqrtf(x);
         case 4: return x * x;
-        case 5: return fmaxf(x, 0.0f);
+        case 5: return isnan(x) ? x : fmaxf(x, 0.0f);  // fmaxf(NaN, 0) is 0
         case 6: return x > 0.0f ? x : p0 * x;
         case 7: return x > 0.0f ? x : p0 * expm1f(x);
         case 8: return softplusf_stable(x);
@@ -54,8 +65,8 @@ __device__ __forceinline__ float unary_df(int op, float x, float g, float p0) {
         case 2: return g / x;
         case 3: return g * 0.5f / sqrtf(x);
         case 4: return 2.0f * x * g;
-        case 5: return x > 0.0f ? g : 0.0f;
-        case 6: return x > 0.0f ? g : p0 * g;
+        case 5: return x > 0.0f ? g : nan_or(x, 0.0f);
+        case 6: return x > 0.0f ? g : nan_or(x, p0 * g);
         case 7: return x > 0.0f ? g : g * p0 * expf(x);
         case 8: return g * sigmoidf_stable(x);
         case 9: {
@@ -67,7 +78,7 @@ __device__ __forceinline__ float unary_df(int op, float x, float g, float p0) {
             return g * (1.0f - t * t);
         }
         case 11: return g * p0;
-        case 12: return x > 0.0f ? g : (x < 0.0f ? -g : 0.0f);
+        case 12: return x > 0.0f ? g : (x < 0.0f ? -g : nan_or(x, 0.0f));
         default: return __int_as_float(0x7fc00000);
     }
 }
@@ -79,7 +90,7 @@ __device__ __forceinline__ float binary_f(int op, float a, float b) {
         case 2: return a * b;
         case 3: return a / b;
         case 4: return a == b ? 1.0f : 0.0f;
-        case 5: return fmaxf(a, b);
+        case 5: return (isnan(a) || isnan(b)) ? a + b : fmaxf(a, b);  // NaN propagates
         default: return __int_as_float(0x7fc00000);
     }
 }

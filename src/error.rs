@@ -24,6 +24,14 @@ pub enum Error {
     Cuda(String),
     /// A non-finite value appeared where training cannot continue.
     NonFinite { what: String },
+    /// A size from a flag, a file or a checkpoint that needs more memory than this machine has
+    /// (see [`crate::memory`]), refused before allocating; `bytes` is None when computing it
+    /// overflowed.
+    TooLarge {
+        what: String,
+        bytes: Option<u128>,
+        limit: u64,
+    },
     /// An I/O error with the path it happened on.
     Io {
         path: PathBuf,
@@ -88,6 +96,17 @@ impl fmt::Display for Error {
             Error::Data { path, why } => write!(f, "{}: {why}", path.display()),
             Error::Cuda(m) => write!(f, "cuda: {m}"),
             Error::NonFinite { what } => write!(f, "non-finite value: {what}"),
+            Error::TooLarge { what, bytes, limit } => {
+                let need = match bytes {
+                    Some(b) => crate::memory::format_bytes(*b),
+                    None => "more bytes than 128-bit arithmetic counts".to_string(),
+                };
+                write!(
+                    f,
+                    "{what} needs {need}, more than this machine's memory ({}); refused before allocating",
+                    crate::memory::format_bytes(*limit as u128)
+                )
+            }
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Msg(m) => write!(f, "{m}"),
         }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod memory;
 pub mod metrics;
 pub mod models;
 pub mod nn;

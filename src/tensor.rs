@@ -49,6 +49,20 @@ impl std::fmt::Debug for Tensor {
     }
 }
 
+/// What a tensor of `shape` is called in a refusal.
+fn shape_of(shape: &Shape) -> String {
+    format!("a tensor of shape {:?}", shape.dims())
+}
+
+/// The element count of `shape`, refused (before anything is allocated) when its f32 bytes
+/// overflow or exceed the machine's memory.
+fn checked_count(shape: &Shape) -> Result<usize> {
+    crate::memory::check(crate::memory::bytes_of_dims(shape.dims(), 4), || {
+        shape_of(shape)
+    })?;
+    Ok(shape.elem_count())
+}
+
 impl Tensor {
     pub(crate) fn from_storage(storage: Storage, shape: Shape, node: Option<Node>) -> Tensor {
         Tensor(Arc::new(TensorInner {
@@ -92,7 +106,7 @@ impl Tensor {
     pub fn zeros(shape: impl Into<Shape>, device: Device) -> Result<Tensor> {
         let shape = shape.into();
         Ok(Tensor::from_storage(
-            Storage::zeros(shape.elem_count(), device)?,
+            Storage::zeros(checked_count(&shape)?, device)?,
             shape,
             None,
         ))
@@ -101,7 +115,9 @@ impl Tensor {
     /// A tensor filled with `v`.
     pub fn full(v: f32, shape: impl Into<Shape>, device: Device) -> Result<Tensor> {
         let shape = shape.into();
-        Tensor::from_vec(vec![v; shape.elem_count()], shape, device)
+        let n = checked_count(&shape)?;
+        let data = crate::memory::try_filled(n, v, || shape_of(&shape))?;
+        Tensor::from_vec(data, shape, device)
     }
 
     /// Ones.
@@ -113,7 +129,7 @@ impl Tensor {
     pub fn randn(shape: impl Into<Shape>, key: RngKey, device: Device) -> Result<Tensor> {
         let shape = shape.into();
         Ok(Tensor::from_storage(
-            Storage::rand_normal(shape.elem_count(), key, device)?,
+            Storage::rand_normal(checked_count(&shape)?, key, device)?,
             shape,
             None,
         ))
@@ -123,7 +139,7 @@ impl Tensor {
     pub fn rand(shape: impl Into<Shape>, key: RngKey, device: Device) -> Result<Tensor> {
         let shape = shape.into();
         Ok(Tensor::from_storage(
-            Storage::rand_uniform(shape.elem_count(), key, device)?,
+            Storage::rand_uniform(checked_count(&shape)?, key, device)?,
             shape,
             None,
         ))
@@ -131,7 +147,10 @@ impl Tensor {
 
     /// Rows of one-hot vectors: `out[i, labels[i]] = 1`.
     pub fn one_hot(labels: &[u32], classes: usize, device: Device) -> Result<Tensor> {
-        let mut v = vec![0.0; labels.len() * classes];
+        let n = checked_count(&Shape(vec![labels.len(), classes]))?;
+        let mut v = crate::memory::try_filled(n, 0.0, || {
+            format!("{} one-hot rows of {classes}", labels.len())
+        })?;
         for (i, &l) in labels.iter().enumerate() {
             if l as usize >= classes {
                 return Err(Error::invalid(

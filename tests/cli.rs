@@ -214,11 +214,11 @@ fn impossible_flags_fail_clearly() {
         ),
         (
             &["--model", "m1m2", "--labelled-bound-weight=-1"],
-            "--labelled-bound-weight: must be a finite number ≥ 0, not -1",
+            "invalid value '-1' for '--labelled-bound-weight <W>': must be a finite number ≥ 0, not -1",
         ),
         (
             &["--labelled-bound-weight=inf"],
-            "--labelled-bound-weight: must be a finite number ≥ 0, not inf",
+            "invalid value 'inf' for '--labelled-bound-weight <W>': must be a finite number ≥ 0, not inf",
         ),
         (
             &["--augment-shift", "8"],

@@ -114,6 +114,74 @@ fn unary_at_special_points() {
     }
 }
 
+/// NaN propagates alike on both backends: at a NaN input every op gives NaN on the GPU where
+/// the CPU does (relu, whose `fmaxf` would give 0, and the flat sides of the derivatives
+/// included), and the numbers around it agree; Maximum gives NaN when either operand is.
+#[test]
+fn nan_propagates_alike() {
+    let (dev, _g) = gpu_or_skip!();
+    let x: Vec<f32> = (0..1003)
+        .map(|i| {
+            if i % 7 == 0 {
+                f32::NAN
+            } else {
+                (i as f32 - 500.0) / 97.0
+            }
+        })
+        .collect();
+    let g = vec![1.0; x.len()];
+    let (xc, xg) = both(&dev, &x);
+    let (gc, gg) = both(&dev, &g);
+    let same = |what: String, got: Vec<f32>, want: Vec<f32>| {
+        let nan_at = |v: &[f32]| v.iter().map(|x| x.is_nan()).collect::<Vec<_>>();
+        assert_eq!(
+            nan_at(&got),
+            nan_at(&want),
+            "{what}: NaN at different places"
+        );
+        let keep = |v: &[f32]| {
+            v.iter()
+                .copied()
+                .filter(|x| !x.is_nan())
+                .collect::<Vec<_>>()
+        };
+        assert_close(&what, &keep(&got), &keep(&want), ELEMENTWISE);
+    };
+    for op in all_unary() {
+        let want = xc.unary(op).unwrap().to_vec().unwrap();
+        assert!(
+            want.iter().step_by(7).all(|v| v.is_nan()),
+            "{op:?} on the CPU"
+        );
+        same(format!("{op:?} NaN"), host(&xg.unary(op).unwrap()), want);
+        let want = xc.unary_backward(op, &gc).unwrap().to_vec().unwrap();
+        same(
+            format!("{op:?}' NaN"),
+            host(&xg.unary_backward(op, &gg).unwrap()),
+            want,
+        );
+    }
+    let zeros = vec![0.0; x.len()];
+    let (zc, zg) = both(&dev, &zeros);
+    let d = [x.len()];
+    for (a, b, ac, bc) in [(&xg, &zg, &xc, &zc), (&zg, &xg, &zc, &xc)] {
+        let want = ac
+            .binary(BinaryOp::Maximum, bc, &d, &d, &d)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        assert!(
+            want.iter().step_by(7).all(|v| v.is_nan()),
+            "Maximum on the CPU"
+        );
+        same(
+            "Maximum NaN".to_string(),
+            host(&a.binary(BinaryOp::Maximum, b, &d, &d, &d).unwrap()),
+            want,
+        );
+    }
+}
+
 /// Operands for `op`: Div gets a divisor away from 0, Eq small integers so that ties happen.
 fn binary_inputs(op: BinaryOp, seed: u64, ln: usize, rn: usize) -> (Vec<f32>, Vec<f32>) {
     match op {

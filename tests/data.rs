@@ -726,7 +726,7 @@ fn digits_refuses_bad_rows() {
         ),
         (
             format!("{}\n\n{}\n", digits_row(0), digits_row(1)),
-            vec!["line 2", "found 1 columns"],
+            vec!["line 2", "a blank line where a row of 65"],
         ),
     ];
     for (csv, parts) in cases {

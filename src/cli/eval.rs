@@ -1,15 +1,17 @@
 //! `ssvae eval DIR`: a checkpoint's test error, ELBO and clustering ACC/NMI, and on request
-//! the confusion matrix, the active latent units and the importance-weighted bound.
+//! the confusion matrix, the active latent units and the importance-weighted bound (with its
+//! progress and an estimate of its time, refused when absurd unless `--force`).
 
 use super::{is_clustering, load_run_data};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ssvae::backend::cuda::parse_device;
 use ssvae::train::checkpoint;
-use ssvae::train::{evaluate_all, iwae_bound, latent_activity};
-use ssvae::Result;
+use ssvae::train::{evaluate_all, iwae_bound, latent_activity, IwaeProgress};
+use ssvae::{Error, Result};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// The flags of `ssvae eval`.
 #[derive(Args)]
@@ -35,6 +37,121 @@ pub struct EvalArgs {
     /// auto | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Run an --iwae-k evaluation even when it is estimated to take more than 24 hours
+    #[arg(long)]
+    force: bool,
+}
+
+/// An --iwae-k evaluation estimated (on its second chunk of draws) to take longer than this is
+/// refused unless `--force`: K = 5000, the usual choice, takes minutes on the test sets.
+const MAX_IWAE_SECONDS: f64 = 24.0 * 3600.0;
+
+/// Without a progress bar (stderr is not a terminal), a progress line this often.
+const PROGRESS_LINE_SECONDS: f64 = 60.0;
+
+/// A duration for people: `40 s`, `12 min`, `3.5 h`, `30.2 days`, `1.2e4 years`.
+fn duration(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 90.0 * 60.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 48.0 * 3600.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else if s < 365.0 * 86400.0 {
+        format!("{:.1} days", s / 86400.0)
+    } else {
+        format!("{:.1e} years", s / (365.25 * 86400.0))
+    }
+}
+
+/// The progress of an --iwae-k evaluation: a bar on a terminal, else a line a minute on
+/// stderr; after the second chunk of draws (the first pays one-time costs such as kernel
+/// compilation) an estimate of the whole run, printed, and refused above
+/// [`MAX_IWAE_SECONDS`] unless `force`.
+struct IwaeWatch {
+    k: usize,
+    force: bool,
+    bar: Option<ProgressBar>,
+    start: Instant,
+    /// When the previous chunk ended, and the pairs done then.
+    last: (Instant, u128),
+    chunks: usize,
+    last_line: Instant,
+}
+
+impl IwaeWatch {
+    fn new(k: usize, force: bool) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let style =
+                ProgressStyle::with_template("IWAE [{bar:30}] {percent:>3}%  {msg}  eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
+            ProgressBar::new(0).with_style(style)
+        });
+        let now = Instant::now();
+        IwaeWatch {
+            k,
+            force,
+            bar,
+            start: now,
+            last: (now, 0),
+            chunks: 0,
+            last_line: now,
+        }
+    }
+
+    fn update(&mut self, p: &IwaeProgress) -> Result<()> {
+        let now = Instant::now();
+        self.chunks += 1;
+        let (t0, d0) = std::mem::replace(&mut self.last, (now, p.draws_done));
+        let left = (p.draws_total - p.draws_done) as f64;
+        if self.chunks == 2 {
+            // Draws per second of this chunk alone, warm.
+            let rate = (p.draws_done - d0) as f64 / now.duration_since(t0).as_secs_f64().max(1e-9);
+            let estimate = self.start.elapsed().as_secs_f64() + left / rate;
+            let what = format!(
+                "{} draws for each of the {} test examples, about {} at the measured {rate:.0} draws/s (chunks of {})",
+                self.k,
+                p.examples,
+                duration(estimate),
+                p.chunk
+            );
+            if estimate > MAX_IWAE_SECONDS && !self.force {
+                return Err(Error::invalid(
+                    "--iwae-k",
+                    format!(
+                        "{what}, more than {}: pass --force to run it anyway, or choose a smaller K (5000 is the usual choice)",
+                        duration(MAX_IWAE_SECONDS)
+                    ),
+                ));
+            }
+            eprintln!("IWAE (K={}): {what}", self.k);
+        }
+        let u64_of = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
+        match &self.bar {
+            Some(b) => {
+                b.set_length(u64_of(p.draws_total));
+                b.set_position(u64_of(p.draws_done));
+                b.set_message(format!("{}/{} examples", p.examples_done, p.examples));
+            }
+            None if now.duration_since(self.last_line).as_secs_f64() >= PROGRESS_LINE_SECONDS => {
+                self.last_line = now;
+                let elapsed = self.start.elapsed().as_secs_f64();
+                let rate = p.draws_done as f64 / elapsed.max(1e-9);
+                eprintln!(
+                    "IWAE (K={}): {:.1}% ({}/{} examples) after {}, about {} left",
+                    self.k,
+                    100.0 * p.draws_done as f64 / p.draws_total as f64,
+                    p.examples_done,
+                    p.examples,
+                    duration(elapsed),
+                    duration(left / rate)
+                );
+            }
+            None => {}
+        }
+        Ok(())
+    }
 }
 
 fn pct(v: f64) -> String {
@@ -50,6 +167,7 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
         active_units,
         data_dir,
         device,
+        force,
     } = args;
     let device = parse_device(&device)?;
     let (ckpt, mut rc, model) = checkpoint::load_model(&dir, device)?;
@@ -104,13 +222,7 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
         );
     }
     if iwae_k > 0 {
-        let bar = (std::io::stdout().is_terminal()).then(|| {
-            let style =
-                ProgressStyle::with_template("IWAE [{bar:30}] {pos}/{len} examples  eta {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
-            ProgressBar::new(tt.test.n as u64).with_style(style)
-        });
+        let mut watch = IwaeWatch::new(iwae_k, force);
         let bound = iwae_bound(
             model.as_ref(),
             &tt.test,
@@ -118,13 +230,9 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
             2048,
             rc.seed,
             device,
-            |done, _| {
-                if let Some(b) = &bar {
-                    b.set_position(done as u64);
-                }
-            },
+            |p| watch.update(p),
         );
-        if let Some(b) = bar {
+        if let Some(b) = watch.bar.take() {
             b.finish_and_clear();
         }
         println!("test IWAE (K={iwae_k}) {:.3} nats", bound?);

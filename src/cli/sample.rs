@@ -6,7 +6,7 @@ use clap::Args;
 use ssvae::backend::cuda::parse_device;
 use ssvae::rng::Rng;
 use ssvae::train::{checkpoint, grid};
-use ssvae::{Error, Result};
+use ssvae::{memory, Error, Result};
 use std::path::PathBuf;
 
 /// The flags of `ssvae sample`.
@@ -60,15 +60,25 @@ pub fn sample_cmd(args: SampleArgs) -> Result<()> {
     let run_dir = run_dir_of(&dir, &ckpt);
     let k = rc.model.classes;
     let mut rng = Rng::new(seed, 0x5A3F);
-    let (g, default_name) = if analogy {
+    positive("--scale", scale)?;
+    let (rows, cols) = if analogy {
         if cols.is_some() {
             return Err(Error::invalid(
                 "--cols",
                 "does not apply with --analogy (one column per class)",
             ));
         }
-        let rows = rows.unwrap_or(10);
-        positive("--rows", rows)?;
+        (rows.unwrap_or(10), k + 1)
+    } else {
+        (rows.unwrap_or(k), cols.unwrap_or(10))
+    };
+    positive("--rows", rows)?;
+    positive("--cols", cols)?;
+    // Before anything is decoded: the grid's memory follows from the flags alone.
+    grid::check_size(rows, cols, rc.model.input, scale).map_err(|e| {
+        memory::in_context(e, || format!("--rows {rows} --cols {cols} --scale {scale}"))
+    })?;
+    let (g, default_name) = if analogy {
         let tt = load_run_data(&rc, data_dir)?;
         if rows > tt.test.n {
             return Err(Error::invalid(
@@ -84,10 +94,6 @@ pub fn sample_cmd(args: SampleArgs) -> Result<()> {
             "analogy.png",
         )
     } else {
-        let rows = rows.unwrap_or(k);
-        let cols = cols.unwrap_or(10);
-        positive("--rows", rows)?;
-        positive("--cols", cols)?;
         if rows > k {
             return Err(Error::invalid(
                 "--rows",
@@ -100,8 +106,7 @@ pub fn sample_cmd(args: SampleArgs) -> Result<()> {
             "samples.png",
         )
     };
-    positive("--scale", scale)?;
-    let g = g.scaled(scale);
+    let g = g.scaled(scale)?;
     let out = out.unwrap_or_else(|| run_dir.join(default_name));
     g.write_png(&out)?;
     let (w, h) = g.image_size();

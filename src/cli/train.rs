@@ -54,8 +54,8 @@ pub struct TrainArgs {
     /// The factor of each --lr-milestones step
     #[arg(long, default_value_t = ssvae::train::DEFAULT_LR_GAMMA)]
     lr_gamma: f32,
-    /// Weight of the labelled cross-entropy [default: 0.1·N/N_labelled]
-    #[arg(long)]
+    /// Weight of the labelled cross-entropy, a finite number ≥ 0 [default: 0.1·N/N_labelled]
+    #[arg(long, value_parser = loss_weight, allow_negative_numbers = true)]
     alpha: Option<f32>,
     #[arg(long, default_value_t = 500)]
     hidden: usize,
@@ -108,7 +108,7 @@ pub struct TrainArgs {
     /// the labelled and unlabelled batches [default: m1m2 N_labelled/N_unlabelled, the paper's
     /// objective Σ_l L + Σ_u U, every example counted once; m2 1, the labelled batch weighed
     /// as much as the unlabelled one]
-    #[arg(long, value_name = "W")]
+    #[arg(long, value_name = "W", value_parser = loss_weight, allow_negative_numbers = true)]
     labelled_bound_weight: Option<f32>,
     /// M2: compose the ELBO from primitives instead of the fused VAE ops (same maths and
     /// random draws; for comparison and benchmarking)
@@ -149,6 +149,21 @@ fn given_flags(matches: &clap::ArgMatches, sub: &str) -> Vec<String> {
         .map(|a| a.get_id().as_str().to_string())
         .filter(|id| m.value_source(id) == Some(ValueSource::CommandLine))
         .collect()
+}
+
+/// clap's parser of a loss weight (`--alpha`, `--labelled-bound-weight`): a number that
+/// [`models::check_loss_weight`] accepts, so that `--alpha nan` or `--alpha -1` is refused as
+/// the command line is read (clap's message names the flag).
+fn loss_weight(s: &str) -> std::result::Result<f32, String> {
+    let w: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    models::check_loss_weight("", w).map_err(|e| match e {
+        Error::Invalid { why, .. } => why,
+        e => e.to_string(),
+    })?;
+    Ok(w)
 }
 
 /// The command-line spelling of a clap argument id (`lr_gamma` → `--lr-gamma`).

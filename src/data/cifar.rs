@@ -79,7 +79,7 @@ pub fn read_batches(paths: &[PathBuf], name: &str) -> Result<Dataset> {
         ));
     }
     Ok(Dataset {
-        x: scale_pixels(&raw, 255),
+        x: scale_pixels(&raw, 255)?,
         n: y.len(),
         y,
         channels: CHANNELS,

@@ -5,8 +5,8 @@
 //! The dataset has no official train/test split, so ssvae uses a fixed, documented one: the
 //! **first 1,397 rows are the training set and the last [`TEST_ROWS`] = 400 rows the test set**
 //! (file order, no shuffling; the last 400 rows hold 39–43 examples of each class). Any bad row
-//! (wrong column count, a non-integer, a pixel above 16, a label above 9) is an error naming the
-//! file and the 1-based line.
+//! (a blank line, a wrong column count, a non-integer, a pixel above 16, a label above 9) is an
+//! error naming the file and the 1-based line; an empty file is refused as such.
 
 use std::path::Path;
 
@@ -37,14 +37,33 @@ pub fn read_csv(path: &Path) -> Result<Dataset> {
     let mut raw: Vec<u8> = Vec::with_capacity(PIXELS * 1_800);
     let mut y: Vec<u8> = Vec::with_capacity(1_800);
     let mut lines: Vec<&str> = text.split('\n').collect();
-    // One final newline leaves an empty last piece; that is not a row.
-    if lines.last().is_some_and(|l| l.trim().is_empty()) {
+    // The final newline leaves an empty last piece, and blank lines may follow the last row;
+    // neither is a row.
+    while lines.last().is_some_and(|l| l.trim().is_empty()) {
         lines.pop();
+    }
+    if lines.is_empty() {
+        return Err(Error::data(
+            path,
+            if text.is_empty() {
+                "digits CSV holds no rows: the file is empty".to_string()
+            } else {
+                format!(
+                    "digits CSV holds no rows: its {} bytes are blank lines only",
+                    text.len()
+                )
+            },
+        ));
     }
     for (ln, line) in lines.iter().enumerate() {
         let line_no = ln + 1;
         let line = line.strip_suffix('\r').unwrap_or(line);
         let bad = |why: String| Error::data(path, format!("line {line_no}: {why}"));
+        if line.trim().is_empty() {
+            return Err(bad(format!(
+                "a blank line where a row of {COLUMNS} comma-separated integers (64 pixels + label) was expected"
+            )));
+        }
         let cols = line.split(',').count();
         if cols != COLUMNS {
             return Err(bad(format!(
@@ -75,11 +94,8 @@ pub fn read_csv(path: &Path) -> Result<Dataset> {
             }
         }
     }
-    if y.is_empty() {
-        return Err(Error::data(path, "digits CSV holds no rows"));
-    }
     Ok(Dataset {
-        x: scale_pixels(&raw, MAX_PIXEL),
+        x: scale_pixels(&raw, MAX_PIXEL)?,
         n: y.len(),
         y,
         channels: 1,

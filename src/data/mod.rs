@@ -6,8 +6,10 @@
 //!
 //! Everything here is plain Rust on `Vec`s, independent of the tensor engine: the trainer gathers
 //! a batch with [`split::gather`] and uploads it. Files may be gzipped or not; that is decided by
-//! the gzip magic bytes `1f 8b`, not by the extension. Every malformed input is an
-//! [`Error::Data`] naming the file and the problem; nothing here panics.
+//! the gzip magic bytes `1f 8b`, not by the extension. Files are streamed ([`Source`]) into
+//! buffers that grow with the data that arrives, never sized on a header's word, and capped
+//! by the machine's memory. Every malformed input (a directory or a device where a file should
+//! be included) is an [`Error::Data`] naming the file and the problem; nothing here panics.
 
 pub mod augment;
 pub mod cifar;
@@ -215,14 +217,21 @@ pub fn default_data_dir() -> PathBuf {
     PathBuf::from("datasets")
 }
 
-/// The first of `dir/base` and `dir/base.gz` that exists, or an error naming both.
+/// The first of `dir/base` and `dir/base.gz` that is a regular file (symbolic links followed).
+/// When neither is, an error naming both, or naming the one that exists but is something
+/// else (a directory, a device such as `/dev/zero`, a pipe), which cannot be a dataset file.
 pub fn find_file(dir: &Path, base: &str) -> Result<PathBuf> {
     let plain = dir.join(base);
     let gz = dir.join(format!("{base}.gz"));
-    for p in [&plain, &gz] {
-        if p.is_file() {
-            return Ok(p.clone());
-        }
+    let found: Vec<(&PathBuf, std::fs::Metadata)> = [&plain, &gz]
+        .into_iter()
+        .filter_map(|p| std::fs::metadata(p).ok().map(|m| (p, m)))
+        .collect();
+    if let Some((p, _)) = found.iter().find(|(_, m)| m.is_file()) {
+        return Ok((*p).clone());
+    }
+    if let Some((p, m)) = found.first() {
+        return Err(not_a_regular_file(p, m));
     }
     Err(Error::data(
         &plain,
@@ -234,40 +243,173 @@ pub fn find_file(dir: &Path, base: &str) -> Result<PathBuf> {
     ))
 }
 
-/// The whole content of `path`, decompressed when it starts with the gzip magic `1f 8b`
-/// (concatenated gzip members are read in sequence). A corrupt or truncated gzip stream is an
-/// [`Error::Data`] naming the file; other read failures are [`Error::Io`].
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let len = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
-    let mut rd = BufReader::with_capacity(1 << 16, file);
-    let head = rd.fill_buf().map_err(|e| Error::io(path, e))?;
-    let gzipped = head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b;
-    if !gzipped {
-        let mut out = Vec::with_capacity(len);
-        rd.read_to_end(&mut out).map_err(|e| Error::io(path, e))?;
-        return Ok(out);
+/// The error for a dataset path `p` that exists but is not a regular file (metadata `m`).
+fn not_a_regular_file(p: &Path, m: &std::fs::Metadata) -> Error {
+    let what = if m.is_dir() {
+        "a directory"
+    } else {
+        "a device, pipe or socket"
+    };
+    Error::data(
+        p,
+        format!("is {what}, not a regular file, so it cannot be a dataset file"),
+    )
+}
+
+/// The most a dataset file read whole ([`read_maybe_gz`]) may decompress to: a fifth of the
+/// machine's memory, since a loader keeps the bytes and their f32 copy (4 bytes a value).
+fn max_content_bytes() -> u64 {
+    crate::memory::limit() / 5
+}
+
+/// Deflate's largest compression ratio (1032:1): a gzip file of n bytes cannot decompress to
+/// more than about 1032·n, which bounds what a header inside it can truthfully claim.
+pub const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// Bytes read per step while streaming a file.
+const CHUNK: usize = 1 << 16;
+
+/// A dataset file opened for streaming: its content, decompressed on the fly when the file
+/// starts with the gzip magic `1f 8b` (concatenated gzip members are read in sequence). Read
+/// errors name the file: a corrupt or truncated gzip stream is an [`Error::Data`], other
+/// failures are [`Error::Io`].
+pub struct Source {
+    path: PathBuf,
+    reader: Box<dyn Read>,
+    /// Whether the file is gzipped.
+    pub gzipped: bool,
+    /// The file's length on disk.
+    pub file_len: u64,
+    /// Content bytes read so far (decompressed).
+    pub pos: u64,
+}
+
+impl Source {
+    /// Open `path`, which must be a regular file.
+    pub fn open(path: &Path) -> Result<Source> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        if !meta.is_file() {
+            return Err(not_a_regular_file(path, &meta));
+        }
+        let mut rd = BufReader::with_capacity(CHUNK, file);
+        let head = rd.fill_buf().map_err(|e| Error::io(path, e))?;
+        let gzipped = head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b;
+        let reader: Box<dyn Read> = if gzipped {
+            Box::new(MultiGzDecoder::new(rd))
+        } else {
+            Box::new(rd)
+        };
+        Ok(Source {
+            path: path.to_path_buf(),
+            reader,
+            gzipped,
+            file_len: meta.len(),
+            pos: 0,
+        })
     }
-    // Compression ratios of the datasets are 2–5×; a generous first guess saves reallocations.
-    let mut out = Vec::with_capacity(len.saturating_mul(4).min(1 << 30));
-    let mut dec = MultiGzDecoder::new(rd);
-    dec.read_to_end(&mut out).map_err(|e| {
-        Error::data(
+
+    /// The most the content can hold: the file's length, or for a gzip file
+    /// [`DEFLATE_MAX_RATIO`] times it (plus a little for the smallest files).
+    pub fn max_content(&self) -> u64 {
+        if self.gzipped {
+            self.file_len
+                .saturating_mul(DEFLATE_MAX_RATIO)
+                .saturating_add(1 << 10)
+        } else {
+            self.file_len
+        }
+    }
+
+    /// Read into `buf` until it is full or the content ends; returns the bytes read.
+    pub fn read_full(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let mut got = 0;
+        while got < buf.len() {
+            let n = match self.reader.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if self.gzipped => {
+                    return Err(Error::data(
+                        &self.path,
+                        format!(
+                            "corrupt or truncated gzip stream after {} decompressed bytes: {e}",
+                            self.pos + got as u64
+                        ),
+                    ))
+                }
+                Err(e) => return Err(Error::io(&self.path, e)),
+            };
+            got += n;
+        }
+        self.pos += got as u64;
+        Ok(got)
+    }
+
+    /// Append up to `n` more content bytes to `out`, fewer only where the content ends. The
+    /// vector grows with what arrives (never to more than `n` beyond its length, reserved
+    /// fallibly), so a header's claim costs no memory until the data is there.
+    pub fn read_into(&mut self, out: &mut Vec<u8>, n: u64) -> Result<()> {
+        let end = (out.len() as u64).saturating_add(n);
+        let mut buf = vec![0u8; CHUNK];
+        while (out.len() as u64) < end {
+            let want = (end - out.len() as u64).min(CHUNK as u64) as usize;
+            let got = self.read_full(&mut buf[..want])?;
+            if got == 0 {
+                break;
+            }
+            if out.capacity() - out.len() < got {
+                let grown = (out.capacity() as u64)
+                    .saturating_mul(2)
+                    .max(CHUNK as u64)
+                    .min(end);
+                let extra = (grown as usize).max(out.len() + got) - out.len();
+                out.try_reserve_exact(extra).map_err(|_| {
+                    Error::data(
+                        &self.path,
+                        format!(
+                            "the allocator refused {} for its content",
+                            crate::memory::format_bytes(grown as u128)
+                        ),
+                    )
+                })?;
+            }
+            out.extend_from_slice(&buf[..got]);
+        }
+        Ok(())
+    }
+}
+
+/// The whole content of `path`, decompressed when it starts with the gzip magic `1f 8b`
+/// (see [`Source`]). Content past a fifth of the machine's memory is refused as it streams in,
+/// before it is buffered; a corrupt or truncated gzip stream is an [`Error::Data`] naming the
+/// file, other read failures are [`Error::Io`].
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let mut src = Source::open(path)?;
+    let cap = max_content_bytes();
+    let mut out = Vec::new();
+    src.read_into(&mut out, cap.saturating_add(1))?;
+    if out.len() as u64 > cap {
+        return Err(Error::data(
             path,
             format!(
-                "corrupt or truncated gzip stream after {} decompressed bytes: {e}",
-                out.len()
+                "holds more than {} of content{}, a fifth of this machine's memory and the most a dataset file may hold; stopped reading",
+                crate::memory::format_bytes(cap as u128),
+                if src.gzipped { " decompressed" } else { "" }
             ),
-        )
-    })?;
+        ));
+    }
     Ok(out)
 }
 
-/// Pixels 0..=`max` scaled to [0, 1] by a table lookup (exactly `v / max` in f32).
-pub(crate) fn scale_pixels(raw: &[u8], max: u8) -> Vec<f32> {
+/// Pixels 0..=`max` scaled to [0, 1] by a table lookup (exactly `v / max` in f32), in a
+/// vector reserved fallibly (an error, not an abort, when the memory is not there).
+pub(crate) fn scale_pixels(raw: &[u8], max: u8) -> Result<Vec<f32>> {
     let mut lut = [0f32; 256];
     for (i, v) in lut.iter_mut().enumerate() {
         *v = i as f32 / max as f32;
     }
-    raw.iter().map(|&b| lut[b as usize]).collect()
+    let mut out = crate::memory::try_vec(raw.len(), || format!("{} pixels as f32", raw.len()))?;
+    out.extend(raw.iter().map(|&b| lut[b as usize]));
+    Ok(out)
 }

@@ -361,7 +361,7 @@ impl M1M2 {
                 return Err(Error::invalid("m1m2", "sigma must be positive"));
             }
         }
-        super::check_labelled_weight(cfg.labelled_weight)?;
+        super::check_loss_weight("--labelled-bound-weight", cfg.labelled_weight)?;
         let (z1, classes) = (m1.z_dim, m1.classes);
         let m1 = Vae::new(m1, rng, device)?;
         let m2 = GaussianM2::new(z1, classes, &cfg, rng, device)?;

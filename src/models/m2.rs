@@ -114,7 +114,7 @@ pub struct M2 {
 impl M2 {
     /// A freshly initialised MLP M2.
     pub fn new(cfg: M2Config, rng: &mut Rng, device: Device) -> Result<Self> {
-        super::check_labelled_weight(cfg.labelled_weight)?;
+        super::check_loss_weight("--labelled-bound-weight", cfg.labelled_weight)?;
         let (d, k, h, z) = (cfg.x_dim, cfg.classes, cfg.hidden, cfg.z_dim);
         let init = Init::KaimingUniform;
         // Drawn in this order so that a seed gives the same network as before the conv variant.
@@ -151,7 +151,7 @@ impl M2 {
         rng: &mut Rng,
         device: Device,
     ) -> Result<Self> {
-        super::check_labelled_weight(cfg.labelled_weight)?;
+        super::check_loss_weight("--labelled-bound-weight", cfg.labelled_weight)?;
         let (k, h, z) = (cfg.classes, cfg.hidden, cfg.z_dim);
         if cfg.x_dim != input.0 * input.1 * input.2 {
             return Err(Error::invalid(

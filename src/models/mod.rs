@@ -209,14 +209,16 @@ impl ModelSpec {
     }
 }
 
-/// Refuses a labelled-bound weight ([`M2Config::labelled_weight`],
-/// [`M1M2Config::labelled_weight`]) that is negative or not finite.
-pub fn check_labelled_weight(w: f32) -> Result<()> {
+/// Refuses a loss weight that is negative or not finite (a negative weight trains the model
+/// to get worse at that term; NaN or infinity makes the loss non-finite at the first step):
+/// `--alpha` (the labelled cross-entropy's weight) and the labelled-bound weight
+/// ([`M2Config::labelled_weight`], [`M1M2Config::labelled_weight`]); `flag` names it.
+pub fn check_loss_weight(flag: &'static str, w: f32) -> Result<()> {
     if w.is_finite() && w >= 0.0 {
         return Ok(());
     }
     Err(Error::invalid(
-        "--labelled-bound-weight",
+        flag,
         format!("must be a finite number ≥ 0, not {w}"),
     ))
 }
@@ -252,7 +254,29 @@ pub const M1M2_M1_ONLY: f32 = 1.0 / 3.0;
 ///   on detached features). vae and classifier ignore it.
 /// - gmvae is unsupervised when `n_labelled` is 0 and adds the labelled cross-entropy otherwise.
 /// - `fused` is not used by these models yet.
+///
+/// The weights are counted against this machine's memory as they are created (with their
+/// gradients and Adam's moments; see [`crate::memory`]): a model too large to train is an
+/// [`Error::TooLarge`] naming its kind, `hidden` and `z_dim`, before the memory is allocated.
+/// A negative or non-finite `alpha` is refused here, a labelled-bound weight by the models
+/// that take one.
 pub fn build(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn Model>> {
+    if let Some(a) = spec.alpha {
+        check_loss_weight("--alpha", a)?;
+    }
+    crate::memory::with_model_ledger(
+        || {
+            format!(
+                "model {} (--hidden {}, --z-dim {}, input {:?})",
+                spec.kind, spec.hidden, spec.z_dim, spec.input
+            )
+        },
+        || construct(spec, rng, device),
+    )
+}
+
+/// The model of `spec`, freshly initialised (see [`build`]).
+fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn Model>> {
     let (c, h, w) = spec.input;
     let x_dim = c * h * w;
     if x_dim == 0 || spec.classes == 0 || spec.hidden == 0 || spec.z_dim == 0 {

@@ -2,7 +2,7 @@
 //! same network on every device.
 
 use crate::rng::Rng;
-use crate::{Device, Result, Shape, Tensor};
+use crate::{memory, Device, Result, Shape, Tensor};
 
 /// How to fill a weight tensor with `fan_in` inputs and `fan_out` outputs per unit.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -30,24 +30,28 @@ impl Init {
         device: Device,
     ) -> Result<Tensor> {
         let shape = shape.into();
+        // Refused before a byte is allocated when the weight (with its training copies, and
+        // with the model's other weights when a ledger is open) exceeds the machine's memory.
+        memory::claim_weight(shape.dims())?;
         let n = shape.elem_count();
+        let mut v = memory::try_vec(n, || format!("a weight of shape {:?}", shape.dims()))?;
         let (fi, fo) = (fan_in.max(1) as f32, fan_out.max(1) as f32);
-        let v: Vec<f32> = match self {
+        match self {
             Init::KaimingUniform => {
                 let a = 1.0 / fi.sqrt();
-                (0..n).map(|_| (2.0 * rng.uniform() - 1.0) * a).collect()
+                v.extend((0..n).map(|_| (2.0 * rng.uniform() - 1.0) * a));
             }
             Init::KaimingNormal => {
                 let s = (2.0 / fi).sqrt();
-                (0..n).map(|_| rng.normal() * s).collect()
+                v.extend((0..n).map(|_| rng.normal() * s));
             }
             Init::XavierUniform => {
                 let a = (6.0 / (fi + fo)).sqrt();
-                (0..n).map(|_| (2.0 * rng.uniform() - 1.0) * a).collect()
+                v.extend((0..n).map(|_| (2.0 * rng.uniform() - 1.0) * a));
             }
-            Init::Normal(s) => (0..n).map(|_| rng.normal() * s).collect(),
-            Init::Constant(c) => vec![c; n],
-        };
+            Init::Normal(s) => v.extend((0..n).map(|_| rng.normal() * s)),
+            Init::Constant(c) => v.resize(n, c),
+        }
         Ok(Tensor::from_vec(v, shape, device)?.variable())
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::autograd::record;
 use crate::backend::ReduceOp;
-use crate::{Result, Shape, Tensor};
+use crate::{Error, Result, Shape, Tensor};
 
 impl Tensor {
     fn reduce_keepdim(&self, op: ReduceOp, axis: usize, name: &'static str) -> Result<Tensor> {
@@ -129,13 +129,21 @@ impl Tensor {
         ))
     }
 
-    /// Index of the maximum along the last axis, per row (host side; no gradient).
+    /// Index of the maximum along the last axis, per row (host side; no gradient). A row
+    /// holding NaN has no maximum: an [`Error::NonFinite`] naming the row, rather than an
+    /// index that would count as a prediction.
     pub fn argmax_rows(&self) -> Result<Vec<usize>> {
         let (_, cols) = self.rows_cols("argmax_rows")?;
         let v = self.to_vec()?;
-        Ok(v.chunks(cols.max(1))
-            .map(|r| {
-                r.iter()
+        v.chunks(cols.max(1))
+            .enumerate()
+            .map(|(row, r)| {
+                if r.iter().any(|x| x.is_nan()) {
+                    return Err(Error::NonFinite {
+                        what: format!("argmax of row {row}, which holds NaN"),
+                    });
+                }
+                Ok(r.iter()
                     .enumerate()
                     .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
                         if x > bv {
@@ -144,9 +152,9 @@ impl Tensor {
                             (bi, bv)
                         }
                     })
-                    .0
+                    .0)
             })
-            .collect())
+            .collect()
     }
 }
 

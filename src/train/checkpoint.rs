@@ -17,8 +17,9 @@
 //! safetensors files also carry the epoch and step in their metadata, checked on load.
 //!
 //! Loading checks every tensor's name, dtype and shape against the model built from the saved
-//! spec (an error names the tensor), and a truncated or corrupt file is an error naming the
-//! file.
+//! spec and that all its values are finite (an error names the tensor; saving refuses a model
+//! holding NaN or infinity, so a checkpoint that does is corrupt), and a truncated or corrupt
+//! file is an error naming the file.
 
 use super::{TrainConfig, TrainState, INIT_STREAM};
 use crate::data::{Batcher, BatcherState, SemiSupervised};
@@ -113,7 +114,8 @@ fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Replace `path` atomically with `bytes` (a sibling temporary file, fsynced, then renamed).
+/// Replace `path` atomically with `bytes` (a sibling temporary file, fsynced, then renamed); a
+/// failure is an error naming `path` and removes the temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
@@ -129,8 +131,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         )));
     }
     let tmp = path.with_file_name(tmp_name);
-    write_synced(&tmp, bytes)?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    // The temporary file is an implementation detail: a failure names `path`, and leaves no
+    // temporary file behind.
+    let written = write_synced(&tmp, bytes)
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        let why = match e {
+            Error::Io { source, .. } => source.to_string(),
+            e => e.to_string(),
+        };
+        return Err(Error::msg(format!(
+            "cannot write {}: {why}",
+            path.display()
+        )));
+    }
     if let Some(dir) = dir {
         sync_dir(dir)?;
     }
@@ -179,8 +194,10 @@ fn position_meta(epoch: usize, step: usize) -> HashMap<String, String> {
 /// `run_dir/LATEST` at it; `config.epoch` and `config.step` are taken from `state`. Returns
 /// the checkpoint directory.
 ///
-/// Refuses (with [`Error::NonFinite`] naming the tensor) to save a model holding NaN or
-/// infinity, so that the checkpoint on disk stays the last good one.
+/// Refuses (with [`Error::NonFinite`] naming the tensor) to save a model or Adam moments
+/// holding NaN or infinity, so that the checkpoint on disk stays the last good one. A save
+/// that fails part-way (a full disk, say) removes its staging directory, leaving the run
+/// directory as it was.
 pub fn save(
     run_dir: &Path,
     config: &RunConfig,
@@ -188,29 +205,6 @@ pub fn save(
     state: &TrainState,
 ) -> Result<PathBuf> {
     let tensors = nn::state(model, "");
-    for (name, t) in &tensors {
-        if let Some(v) = t.to_vec()?.into_iter().find(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                what: format!(
-                    "model tensor '{name}' holds {v} after epoch {}; the checkpoint was not written",
-                    state.epoch
-                ),
-            });
-        }
-    }
-    fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
-    let name = epoch_dir_name(state.epoch);
-    let final_dir = run_dir.join(&name);
-    let staging = run_dir.join(format!(".tmp-{name}"));
-    if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-    }
-    fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
-
-    let meta = position_meta(state.epoch, state.step);
-    let p = staging.join(MODEL_FILE);
-    write_synced(&p, &safetensors_bytes(&tensors, meta.clone(), &p)?)?;
-
     let params = nn::parameters(model, "");
     let moments = state.opt.moments();
     if params.len() != moments.len() {
@@ -228,47 +222,82 @@ pub fn save(
         opt_tensors.push((format!("m/{pname}"), m.clone()));
         opt_tensors.push((format!("v/{pname}"), v.clone()));
     }
-    let p = staging.join(OPTIMIZER_FILE);
-    write_synced(&p, &safetensors_bytes(&opt_tensors, meta, &p)?)?;
-
-    let mut cfg = config.clone();
-    cfg.format = FORMAT_VERSION;
-    cfg.epoch = state.epoch;
-    cfg.step = state.step;
-    let p = staging.join(CONFIG_FILE);
-    write_synced(&p, &to_json(&cfg, &p)?)?;
-
-    let st = StateJson {
-        epoch: state.epoch,
-        step: state.step,
-        adam_t: state.opt.t,
-        rng: state.rng.state(),
-        labelled: state.labelled.as_ref().map(Batcher::state),
-        unlabelled: state.unlabelled.as_ref().map(Batcher::state),
-    };
-    let p = staging.join(STATE_FILE);
-    // Compact: the batchers' orders are long lists of indices.
-    let bytes = serde_json::to_vec(&st).map_err(|e| Error::data(&p, e.to_string()))?;
-    write_synced(&p, &bytes)?;
-    sync_dir(&staging)?;
-
-    // Publish: staging → epoch-NNNN, then LATEST → epoch-NNNN.
-    let latest = read_latest(run_dir)?;
-    if final_dir.exists() {
-        if latest.as_deref() == Some(name.as_str()) {
-            return Err(Error::invalid(
-                "checkpoint",
-                format!(
-                    "{} is the latest checkpoint already; not replacing it in place",
-                    final_dir.display()
+    // Loading refuses non-finite tensors, so neither may be saved.
+    for (kind, (name, t)) in tensors
+        .iter()
+        .map(|t| ("model tensor", t))
+        .chain(opt_tensors.iter().map(|t| ("Adam's moment", t)))
+    {
+        if let Some((_, v)) = first_non_finite(&t.to_vec()?) {
+            return Err(Error::NonFinite {
+                what: format!(
+                    "{kind} '{name}' holds {v} after epoch {}; the checkpoint was not written",
+                    state.epoch
                 ),
-            ));
+            });
         }
-        // An unreferenced leftover of an interrupted save.
-        fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
     }
-    fs::rename(&staging, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+    let name = epoch_dir_name(state.epoch);
+    let final_dir = run_dir.join(&name);
+    let staging = run_dir.join(format!(".tmp-{name}"));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    }
+    let published = (|| {
+        fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
+        let meta = position_meta(state.epoch, state.step);
+        let p = staging.join(MODEL_FILE);
+        write_synced(&p, &safetensors_bytes(&tensors, meta.clone(), &p)?)?;
+        let p = staging.join(OPTIMIZER_FILE);
+        write_synced(&p, &safetensors_bytes(&opt_tensors, meta, &p)?)?;
+
+        let mut cfg = config.clone();
+        cfg.format = FORMAT_VERSION;
+        cfg.epoch = state.epoch;
+        cfg.step = state.step;
+        let p = staging.join(CONFIG_FILE);
+        write_synced(&p, &to_json(&cfg, &p)?)?;
+
+        let st = StateJson {
+            epoch: state.epoch,
+            step: state.step,
+            adam_t: state.opt.t,
+            rng: state.rng.state(),
+            labelled: state.labelled.as_ref().map(Batcher::state),
+            unlabelled: state.unlabelled.as_ref().map(Batcher::state),
+        };
+        let p = staging.join(STATE_FILE);
+        // Compact: the batchers' orders are long lists of indices.
+        let bytes = serde_json::to_vec(&st).map_err(|e| Error::data(&p, e.to_string()))?;
+        write_synced(&p, &bytes)?;
+        sync_dir(&staging)?;
+
+        // Publish: staging → epoch-NNNN.
+        let latest = read_latest(run_dir)?;
+        if final_dir.exists() {
+            if latest.as_deref() == Some(name.as_str()) {
+                return Err(Error::invalid(
+                    "checkpoint",
+                    format!(
+                        "{} is the latest checkpoint already; not replacing it in place",
+                        final_dir.display()
+                    ),
+                ));
+            }
+            // An unreferenced leftover of an interrupted save.
+            fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
+        }
+        fs::rename(&staging, &final_dir).map_err(|e| Error::io(&final_dir, e))
+    })();
+    if let Err(e) = published {
+        // A failed save (a full disk, say) leaves no half-written staging directory behind;
+        // the error that stopped it is the one to report, so a failure to remove is not.
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
     sync_dir(run_dir)?;
+    // Then LATEST → epoch-NNNN.
     write_atomic(&run_dir.join(LATEST_FILE), format!("{name}\n").as_bytes())?;
 
     // Only now drop the older checkpoints and any staging leftovers.
@@ -425,7 +454,13 @@ fn check_position(path: &Path, bytes: &[u8], epoch: usize, step: usize) -> Resul
     ))
 }
 
-/// Copy the f32 tensor `name` of `st` into `dst`, checking dtype and shape.
+/// The first value of `v` that is NaN or infinite, with its index.
+fn first_non_finite(v: &[f32]) -> Option<(usize, f32)> {
+    v.iter().copied().enumerate().find(|(_, x)| !x.is_finite())
+}
+
+/// Copy the f32 tensor `name` of `st` into `dst`, checking dtype, shape and that every value
+/// is finite (a NaN weight would otherwise evaluate to plausible numbers).
 fn copy_tensor(path: &Path, st: &SafeTensors, name: &str, dst: &Tensor) -> Result<()> {
     let view = st.tensor(name).map_err(|_| {
         Error::data(
@@ -454,6 +489,15 @@ fn copy_tensor(path: &Path, st: &SafeTensors, name: &str, dst: &Tensor) -> Resul
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
+    if let Some((i, x)) = first_non_finite(&v) {
+        return Err(Error::data(
+            path,
+            format!(
+                "tensor '{name}' holds {x} at index {i} (of {}): a checkpoint holds finite numbers only, so this file is corrupt or was not written by ssvae",
+                v.len()
+            ),
+        ));
+    }
     let s = Storage::from_slice(&v, dst.device())?;
     *dst.storage_mut() = s;
     Ok(())

@@ -14,7 +14,7 @@ use super::in_eval_mode;
 use crate::data::Dataset;
 use crate::models::{Model, ModelSpec};
 use crate::rng::Rng;
-use crate::{Device, Error, Result, Tensor};
+use crate::{memory, Device, Error, Result, Tensor};
 use std::path::Path;
 
 /// The grey level of the gaps between tiles.
@@ -34,12 +34,16 @@ pub struct Grid {
 
 impl Grid {
     /// The grid with every tile enlarged `factor` times (nearest neighbour; gaps stay 1 pixel),
-    /// for small images such as the 8×8 digits.
-    pub fn scaled(&self, factor: usize) -> Grid {
+    /// for small images such as the 8×8 digits; refused by [`check_size`] when the result
+    /// would not fit in memory.
+    pub fn scaled(&self, factor: usize) -> Result<Grid> {
         let f = factor.max(1);
         let (c, h, w) = (self.channels, self.height, self.width);
+        check_size(self.rows, self.cols, (c, h, w), f)?;
         let tiles = self.pixels.len() / (c * h * w).max(1);
-        let mut pixels = Vec::with_capacity(self.pixels.len() * f * f);
+        let mut pixels = memory::try_vec(self.pixels.len() * f * f, || {
+            format!("a grid enlarged {f} times")
+        })?;
         for t in 0..tiles {
             for ch in 0..c {
                 let plane = &self.pixels[(t * c + ch) * h * w..][..h * w];
@@ -49,12 +53,12 @@ impl Grid {
                 }
             }
         }
-        Grid {
+        Ok(Grid {
             height: h * f,
             width: w * f,
             pixels,
             ..self.clone()
-        }
+        })
     }
 
     /// The PNG's width and height: tiles plus 1-pixel gaps between them.
@@ -87,7 +91,10 @@ impl Grid {
             ));
         }
         let (iw, ih) = self.image_size();
-        let mut out = vec![GAP; iw * ih * c];
+        check_size(self.rows, self.cols, (c, h, w), 1)?;
+        let mut out = memory::try_filled(iw * ih * c, GAP, || {
+            format!("a {iw}×{ih}-pixel image of {c} channels")
+        })?;
         for r in 0..self.rows {
             for col in 0..self.cols {
                 let t = &self.pixels[(r * self.cols + col) * tile..][..tile];
@@ -110,10 +117,17 @@ impl Grid {
     pub fn to_png(&self) -> Result<Vec<u8>> {
         let data = self.to_bytes()?;
         let (iw, ih) = self.image_size();
+        let side = |v: usize| u32::try_from(v).ok().filter(|&v| v <= i32::MAX as u32);
+        let (Some(iw), Some(ih)) = (side(iw), side(ih)) else {
+            return Err(Error::invalid(
+                "grid",
+                format!("a {iw}×{ih}-pixel image: PNG sides are at most 2^31 − 1 pixels"),
+            ));
+        };
         let mut buf = Vec::new();
         let png_err = |e: png::EncodingError| Error::msg(format!("png: {e}"));
         {
-            let mut enc = png::Encoder::new(&mut buf, iw as u32, ih as u32);
+            let mut enc = png::Encoder::new(&mut buf, iw, ih);
             enc.set_color(if self.channels == 1 {
                 png::ColorType::Grayscale
             } else {
@@ -132,6 +146,32 @@ impl Grid {
         let bytes = self.to_png()?;
         super::checkpoint::write_atomic(path, &bytes)
     }
+}
+
+/// Bytes per sample of a grid at its peak while it is written as PNG: the scaled f32 pixels,
+/// the 8-bit image, and the PNG (at most about one byte per sample).
+const PEAK_BYTES_PER_SAMPLE: usize = 4 + 1 + 1;
+
+/// Refuses a grid of `rows × cols` tiles of `input` (channels, height, width) enlarged `scale`
+/// times whose memory at its peak (6 bytes per sample: the scaled f32 pixels, the 8-bit image
+/// and the PNG) would exceed the machine's; `ssvae sample` asks before drawing anything.
+pub fn check_size(
+    rows: usize,
+    cols: usize,
+    input: (usize, usize, usize),
+    scale: usize,
+) -> Result<()> {
+    let (c, h, w) = input;
+    let bytes = memory::bytes_of_dims(&[rows, cols, c, h, scale, w, scale], PEAK_BYTES_PER_SAMPLE);
+    memory::check(bytes, || {
+        // f64: the sides of an absurd grid need not fit an integer.
+        let side = |n: usize, px: usize| n as f64 * px as f64 * scale as f64 + n as f64 - 1.0;
+        format!(
+            "a grid of {rows}×{cols} tiles of {c}×{h}×{w} pixels enlarged {scale} times ({:.0}×{:.0} pixels)",
+            side(cols, w),
+            side(rows, h)
+        )
+    })
 }
 
 /// Class-conditional samples of `model` (built from `spec`): a row per class in `classes`, a

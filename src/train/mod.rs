@@ -320,11 +320,28 @@ pub fn evaluate(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<(f
     Ok((e.error.unwrap_or(f64::NAN), e.neg_elbo))
 }
 
+/// Where an [`iwae_bound`] stands, after a chunk of draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IwaeProgress {
+    /// (example, draw) pairs evaluated so far.
+    pub draws_done: u128,
+    /// (example, draw) pairs in all: examples × K.
+    pub draws_total: u128,
+    /// Examples whose K draws are all done.
+    pub examples_done: usize,
+    /// Examples in all.
+    pub examples: usize,
+    /// Draws per chunk (at most `budget` pairs are alive at once).
+    pub chunk: usize,
+}
+
 /// The importance-weighted bound (Burda et al., 2016) averaged over `ds`:
 /// mean_i log (1/K) Σ_k exp(w_ik) with the model's [`Model::log_weights`], a lower bound on the
 /// mean log p(x) that tightens as K grows. The K draws per example are taken in chunks so that
-/// at most about `budget` (example, draw) pairs are alive at once; chunks combine exactly by
-/// log-sum-exp. `progress(done, total)` is called after each batch of examples.
+/// at most about `budget` (example, draw) pairs are alive at once, whatever K (memory does not
+/// grow with K, time does, linearly); chunks combine exactly by log-sum-exp. `progress` is
+/// called after each chunk of draws, and an error it returns (a caller that finds the run
+/// would take too long, say) ends the evaluation with that error.
 pub fn iwae_bound(
     model: &dyn Model,
     ds: &Dataset,
@@ -332,7 +349,7 @@ pub fn iwae_bound(
     budget: usize,
     seed: u64,
     device: Device,
-    mut progress: impl FnMut(usize, usize),
+    mut progress: impl FnMut(&IwaeProgress) -> Result<()>,
 ) -> Result<f64> {
     if k == 0 {
         return Err(Error::invalid("iwae", "K must be positive"));
@@ -348,6 +365,13 @@ pub fn iwae_bound(
     let all: Vec<usize> = (0..ds.n).collect();
     let mut total = 0.0f64;
     let mut done = 0usize;
+    let mut at = IwaeProgress {
+        draws_done: 0,
+        draws_total: ds.n as u128 * k as u128,
+        examples_done: 0,
+        examples: ds.n,
+        chunk: k_chunk,
+    };
     in_eval_mode(model, || {
         for chunk in all.chunks(per_batch) {
             let (x, _) = batch_tensor(ds, chunk, device)?;
@@ -371,10 +395,12 @@ pub fn iwae_bound(
                     }
                 }
                 left -= kc;
+                at.draws_done += (chunk.len() * kc) as u128;
+                at.examples_done = done + if left == 0 { chunk.len() } else { 0 };
+                progress(&at)?;
             }
             total += acc.iter().map(|a| a - (k as f64).ln()).sum::<f64>();
             done += chunk.len();
-            progress(done, ds.n);
         }
         Ok(total / ds.n as f64)
     })

@@ -1,7 +1,10 @@
 //! CPU elementwise kernels: unary maps, their derivatives, and broadcasting binary ops.
 //!
 //! Each unary op is a scalar function `f` and its derivative `f'`; the loops are generic over a
-//! closure so the compiler emits one tight (auto-vectorised) loop per op. Large buffers are split
+//! closure so the compiler emits one tight (auto-vectorised) loop per op. NaN propagates
+//! through every op and derivative that reads its input, as in PyTorch (relu and maximum
+//! included, where `f32::max` would turn NaN into the other operand), so a NaN can never
+//! become a number; `kernels/elementwise.cu` does the same. Large buffers are split
 //! across rayon workers in chunks of `PAR_CHUNK` elements.
 
 use super::math::{exp, sigmoid, softplus};
@@ -59,7 +62,9 @@ pub fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
         UnaryOp::Log => map(x, f32::ln),
         UnaryOp::Sqrt => map(x, f32::sqrt),
         UnaryOp::Square => map(x, |v| v * v),
-        UnaryOp::Relu => map(x, |v| v.max(0.0)),
+        // max(v, 0) keeps every non-NaN result bit for bit; NaN stays NaN (f32::max would
+        // return 0: a NaN weight then evaluated to plausible numbers).
+        UnaryOp::Relu => map(x, |v| if v.is_nan() { v } else { v.max(0.0) }),
         UnaryOp::LeakyRelu(s) => map(x, |v| if v > 0.0 { v } else { s * v }),
         UnaryOp::Elu(a) => map(x, |v| if v > 0.0 { v } else { a * v.exp_m1() }),
         UnaryOp::Softplus => map(x, softplus),
@@ -78,8 +83,9 @@ pub fn unary_backward(op: UnaryOp, x: &[f32], g: &[f32]) -> Vec<f32> {
         UnaryOp::Log => zip_map(x, g, |x, g| g / x),
         UnaryOp::Sqrt => zip_map(x, g, |x, g| g * 0.5 / x.sqrt()),
         UnaryOp::Square => zip_map(x, g, |x, g| 2.0 * x * g),
-        UnaryOp::Relu => zip_map(x, g, |x, g| if x > 0.0 { g } else { 0.0 }),
-        UnaryOp::LeakyRelu(s) => zip_map(x, g, |x, g| if x > 0.0 { g } else { s * g }),
+        // At a NaN input the derivative is NaN, not the slope of either side.
+        UnaryOp::Relu => zip_map(x, g, |x, g| if x > 0.0 { g } else { nan_or(x, 0.0) }),
+        UnaryOp::LeakyRelu(s) => zip_map(x, g, |x, g| if x > 0.0 { g } else { nan_or(x, s * g) }),
         UnaryOp::Elu(a) => zip_map(x, g, |x, g| if x > 0.0 { g } else { g * a * exp(x) }),
         UnaryOp::Softplus => zip_map(x, g, |x, g| g * sigmoid(x)),
         UnaryOp::Sigmoid => zip_map(x, g, |x, g| {
@@ -97,9 +103,31 @@ pub fn unary_backward(op: UnaryOp, x: &[f32], g: &[f32]) -> Vec<f32> {
             } else if x < 0.0 {
                 -g
             } else {
-                0.0
+                nan_or(x, 0.0)
             }
         }),
+    }
+}
+
+/// `x` when it is NaN, else `otherwise`: how a kernel whose result would not depend on a NaN
+/// input (a derivative of 0 on the flat side) still passes it on.
+#[inline(always)]
+fn nan_or(x: f32, otherwise: f32) -> f32 {
+    if x.is_nan() {
+        x
+    } else {
+        otherwise
+    }
+}
+
+/// max(a, b) that propagates NaN, as `torch.maximum` (`f32::max` returns the other operand);
+/// the same bits as `f32::max` otherwise.
+#[inline(always)]
+fn maximum(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        a + b
+    } else {
+        a.max(b)
     }
 }
 
@@ -119,7 +147,7 @@ pub fn binary(
         BinaryOp::Mul => broadcast(lhs, rhs, ld, rd, od, |a, b| a * b),
         BinaryOp::Div => broadcast(lhs, rhs, ld, rd, od, |a, b| a / b),
         BinaryOp::Eq => broadcast(lhs, rhs, ld, rd, od, |a, b| (a == b) as u8 as f32),
-        BinaryOp::Maximum => broadcast(lhs, rhs, ld, rd, od, f32::max),
+        BinaryOp::Maximum => broadcast(lhs, rhs, ld, rd, od, maximum),
     }
 }
 
@@ -227,10 +255,73 @@ mod tests {
                     BinaryOp::Mul => a * b,
                     BinaryOp::Div => a / b,
                     BinaryOp::Eq => (a == b) as u8 as f32,
-                    BinaryOp::Maximum => a.max(b),
+                    BinaryOp::Maximum => maximum(a, b),
                 }
             })
             .collect()
+    }
+
+    /// Every op reading its input, and every derivative reading it, gives NaN at a NaN input
+    /// (relu and the flat sides of the derivatives included), and maximum does at either
+    /// operand; finite inputs give the bits of the former formulas (`f32::max`).
+    #[test]
+    fn nan_propagates_and_numbers_keep_their_bits() {
+        let ops = [
+            UnaryOp::Exp,
+            UnaryOp::Log,
+            UnaryOp::Sqrt,
+            UnaryOp::Square,
+            UnaryOp::Relu,
+            UnaryOp::LeakyRelu(0.2),
+            UnaryOp::Elu(1.0),
+            UnaryOp::Softplus,
+            UnaryOp::Sigmoid,
+            UnaryOp::Tanh,
+            UnaryOp::Affine { mul: 2.0, add: 1.0 },
+            UnaryOp::Abs,
+            UnaryOp::Neg,
+        ];
+        // Past PAR_CHUNK too, so that both loops (serial and rayon) are covered.
+        for n in [5, PAR_CHUNK + 5] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| if i % 5 == 0 { f32::NAN } else { -1.0 })
+                .collect();
+            let g = vec![1.0; n];
+            for op in ops {
+                let y = unary(op, &x);
+                assert!(y.iter().step_by(5).all(|v| v.is_nan()), "{op:?}");
+                // The derivatives of neg and affine do not depend on x.
+                if !matches!(op, UnaryOp::Neg | UnaryOp::Affine { .. }) {
+                    let d = unary_backward(op, &x, &g);
+                    assert!(d.iter().step_by(5).all(|v| v.is_nan()), "{op:?}'");
+                }
+            }
+        }
+        let nan = [f32::NAN];
+        assert!(binary(BinaryOp::Maximum, &nan, &[0.0], &[1], &[1], &[1])[0].is_nan());
+        assert!(binary(BinaryOp::Maximum, &[0.0], &nan, &[1], &[1], &[1])[0].is_nan());
+        let special = [
+            0.0,
+            -0.0,
+            1e-40,
+            -1e-40,
+            f32::MIN_POSITIVE,
+            -3.5,
+            2.5,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MAX,
+            f32::MIN,
+        ];
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // The former kernels, loops and all: the sign a zero gets from `f32::max` depends on
+        // how LLVM lowers it (`maxps` returns its second operand on ±0), so the reference is
+        // the same loop, not a scalar `max`.
+        let relu = unary(UnaryOp::Relu, &special);
+        assert_eq!(bits(&relu), bits(&map(&special, |v| v.max(0.0))));
+        let zeros = vec![0.0; special.len()];
+        let max = binary(BinaryOp::Maximum, &special, &zeros, &[11], &[11], &[11]);
+        assert_eq!(bits(&max), bits(&zip_map(&special, &zeros, f32::max)));
     }
 
     #[test]

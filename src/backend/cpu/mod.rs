@@ -20,7 +20,7 @@ use crate::backend::{
     AdamStep, BackendDevice, BackendStorage, BinaryOp, Conv2dShape, MatmulShape, ReduceOp, UnaryOp,
 };
 use crate::rng::{normal_at, uniform_at, RngKey};
-use crate::{Device, Error, Result};
+use crate::{memory, Device, Error, Result};
 use rayon::prelude::*;
 
 /// A host buffer. Dropping it gives the memory to the buffer cache ([`pool`]) for reuse.
@@ -43,6 +43,11 @@ impl Drop for CpuStorage {
 /// The CPU as a device that creates buffers.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuDevice;
+
+/// What a host buffer of `n` values is called in a refusal.
+fn tensor_of(n: usize) -> String {
+    format!("a tensor of {n} values")
+}
 
 fn check_len(op: &'static str, what: &str, got: usize, want: usize) -> Result<()> {
     if got != want {
@@ -236,12 +241,16 @@ impl BackendStorage for CpuStorage {
 impl BackendDevice for CpuDevice {
     type Storage = CpuStorage;
     fn storage_from_slice(&self, data: &[f32]) -> Result<CpuStorage> {
-        Ok(CpuStorage(data.to_vec()))
+        let mut v = memory::try_vec(data.len(), || tensor_of(data.len()))?;
+        v.extend_from_slice(data);
+        Ok(CpuStorage(v))
     }
     fn zeros(&self, n: usize) -> Result<CpuStorage> {
+        memory::check(memory::bytes_of(n, 4), || tensor_of(n))?;
         Ok(CpuStorage(pool::zeros(n)))
     }
     fn rand_uniform(&self, n: usize, key: RngKey) -> Result<CpuStorage> {
+        memory::check(memory::bytes_of(n, 4), || tensor_of(n))?;
         Ok(CpuStorage(
             (0..n as u64)
                 .into_par_iter()
@@ -250,6 +259,7 @@ impl BackendDevice for CpuDevice {
         ))
     }
     fn rand_normal(&self, n: usize, key: RngKey) -> Result<CpuStorage> {
+        memory::check(memory::bytes_of(n, 4), || tensor_of(n))?;
         Ok(CpuStorage(
             (0..n as u64)
                 .into_par_iter()
