@@ -1577,7 +1577,7 @@ fn int_op(
             }
         }),
         IntOp::Shr => map3(r, exec, d, a, b, b, move |a, b, _| {
-            let n = (b & 0xffff_ffff).min(bits as u64 - 1 + signed as u64);
+            let n = b & 0xffff_ffff;
             if signed {
                 ((s(a) >> n.min(63)) as u64) & wm
             } else if n >= bits as u64 {
