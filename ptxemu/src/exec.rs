@@ -1485,10 +1485,10 @@ fn int_op(
         }),
         IntOp::MulHi | IntOp::MadHi => {
             let hi = move |a: u64, b: u64| -> u64 {
-                let p: i128 = if signed {
-                    s(a) as i128 * s(b) as i128
+                let p: u128 = if signed {
+                    (s(a) as i128 * s(b) as i128) as u128
                 } else {
-                    (a & wm) as i128 * (b & wm) as i128
+                    (a & wm) as u128 * (b & wm) as u128
                 };
                 ((p >> bits) as u64) & wm
             };

@@ -128,6 +128,17 @@ impl GlobalMemory {
 
     /// Why `[addr, addr + len)` is not addressable, for a fault message.
     pub fn explain(&self, addr: u64, len: u64) -> String {
+        // A freed allocation's addresses are never reused: say so before naming a neighbour.
+        if let Some((b, n, id)) = self
+            .freed
+            .iter()
+            .rev()
+            .find(|(b, n, _)| addr >= *b && addr < b + n)
+        {
+            return format!(
+                "{len} bytes at {addr:#x} lie in allocation #{id} ({b:#x}, {n} bytes), which was freed"
+            );
+        }
         let i = self.allocs.partition_point(|a| a.base <= addr);
         if i > 0 {
             let a = &self.allocs[i - 1];
@@ -154,16 +165,6 @@ impl GlobalMemory {
                     ofs / len.max(1)
                 );
             }
-        }
-        if let Some((b, n, id)) = self
-            .freed
-            .iter()
-            .rev()
-            .find(|(b, n, _)| addr >= *b && addr < b + n)
-        {
-            return format!(
-                "{len} bytes at {addr:#x} lie in allocation #{id} ({b:#x}, {n} bytes), which was freed"
-            );
         }
         if let Some(a) = self.allocs.get(i) {
             if a.base - addr < 1 << 20 {

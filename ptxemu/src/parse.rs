@@ -6,7 +6,7 @@
 //! 2. **Tokens.** A word is anything made of letters, digits, `_ $ % .` (so `ld.global.f32`,
 //!    `%tid.x`, `$L__BB0_4` and `0f3F800000` are one token each); punctuation is one character.
 //! 3. **Statements.** Module directives, `.entry` signatures and bodies; each instruction is
-//!    decoded by [`decode`] into an [`Op`] with its types and modifiers resolved.
+//!    decoded (`Decode::decode`) into an [`Op`] with its types and modifiers resolved.
 //!
 //! The parser is strict on purpose: an opcode, modifier, type or operand shape it does not know
 //! is an error naming the PTX line, never skipped, so a kernel can't silently fall outside what

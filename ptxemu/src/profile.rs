@@ -13,7 +13,8 @@
 //! With the stand-in driver, `PTXEMU_PROFILE=FILE` appends one CSV row per launch to FILE
 //! ([`LaunchProfile::CSV_HEADER`] first when the file is new).
 
-/// The counts of one launch (all zero unless profiling was on, except `lane_instructions`).
+/// The counts of one launch. Instructions and barriers are always counted; the memory counts
+/// only when profiling is on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LaunchProfile {
     pub warp_instructions: u64,

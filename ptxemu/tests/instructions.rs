@@ -169,8 +169,8 @@ fn ulps(a: f32, b: f32) -> u64 {
     (i64::from(a.to_bits()) - i64::from(b.to_bits())).unsigned_abs()
 }
 
-/// `body` plus lines that OR `1 << k` into `%r21` when predicate `preds[k]` is set, then store
-/// `%r21` to output slot `slot`.
+/// Lines that OR `1 << k` into `%r21` when predicate `preds[k]` is set, then store `%r21` to
+/// output slot `slot`.
 fn pred_mask_lines(preds: &[&str], slot: usize) -> String {
     let mut s = String::from("\tmov.u32 \t%r21, 0;\n");
     for (k, p) in preds.iter().enumerate() {
@@ -509,7 +509,7 @@ fn shl_and_shr_s_clamp_amounts_at_the_register_width() {
         assert_eq!(o[2], u64::from(sar32), "shr.s32 {what}");
         assert_eq!(o[4], shl64, "shl.b64 {what}");
         assert_eq!(o[6], sar64, "shr.s64 {what}");
-        // Logical right shifts by less than the width (the rest: the ignored test below).
+        // Logical right shifts by less than the width (the rest: the next test).
         if n < 32 {
             assert_eq!(o[1], u64::from(a >> n), "shr.u32 {what}");
             assert_eq!(o[3], u64::from(a >> n), "shr.b32 {what}");
@@ -538,6 +538,7 @@ fn shl_and_shr_s_clamp_amounts_at_the_register_width() {
     assert_eq!((out[6][4], out[6][6]), (0, u64::MAX));
 }
 
+/// Was a bug (fixed in exec.rs, `IntOp::Shr`): unsigned amounts were clamped to width - 1.
 #[test]
 fn shr_u_by_the_register_width_or_more_gives_zero() {
     let (cases, out) = shifts();
@@ -1606,7 +1607,8 @@ fn ftz_flushes_subnormal_inputs_and_results() {
     assert_eq!(out[6][3], 0x8000_0000, "-subnormal × 1 → -0");
     // setp.ftz compares the flushed values: a subnormal equals zero.
     let cmp = per_thread(
-        &["\tld.global.f32 \t%f10, [%rd4];
+        &[
+            "\tld.global.f32 \t%f10, [%rd4];
 \tsetp.eq.ftz.f32 \t%p1, %f10, 0f00000000;
 \tsetp.eq.f32 \t%p2, %f10, 0f00000000;
 \tsetp.lt.ftz.f32 \t%p3, %f10, 0f00000000;
@@ -2617,15 +2619,47 @@ fn fault_global_load_one_past_the_end_is_out_of_bounds() {
     assert_eq!(f.kernel, "k");
     assert!(f.instruction.starts_with("ld.global.f32"), "{f}");
     assert!(f.detail.contains("past the end"), "{f}");
-    // A load from a freed buffer is out of bounds too, and says so.
+}
+
+/// Thread t loads element t + 1 of a 64-element buffer that was freed before the launch (a
+/// live 128-byte buffer lies just before it).
+fn load_from_freed_buffer() -> (String, Fault) {
+    let ptx = two_pointer_kernel(
+        "",
+        "\tadd.s32 \t%r2, %r1, 1;
+\tmul.wide.u32 \t%rd3, %r2, 4;
+\tadd.s64 \t%rd4, %rd2, %rd3;
+\tld.global.f32 \t%f1, [%rd4];
+\tmul.wide.u32 \t%rd5, %r1, 4;
+\tadd.s64 \t%rd6, %rd1, %rd5;
+\tst.global.f32 \t[%rd6], %f1;
+",
+    );
     let (mut m, k) = load(&ptx);
     let out = m.mem.alloc(128).unwrap();
     let inp = upload(&mut m, &[0u8; 256]);
     m.mem.free(inp).unwrap();
     let f = fault_of(m.launch(k, &block(32), &[&out.to_le_bytes(), &inp.to_le_bytes()]));
+    (ptx, f)
+}
+
+#[test]
+fn fault_load_from_a_freed_buffer_is_out_of_bounds() {
+    let (ptx, f) = load_from_freed_buffer();
     assert_eq!(f.kind, FaultKind::OutOfBounds, "{f}");
+    assert_eq!(
+        f.ptx_line,
+        line_of(&ptx, "ld.global.f32 \t%f1, [%rd4]"),
+        "{f}"
+    );
     assert_eq!(f.thread, [0, 0, 0], "{f}");
+}
+
+#[test]
+fn fault_load_from_a_freed_buffer_says_it_was_freed() {
+    let (_, f) = load_from_freed_buffer();
     assert!(f.detail.contains("freed"), "{f}");
+    assert!(!f.detail.contains("past the end"), "{f}");
 }
 
 #[test]
@@ -3008,8 +3042,8 @@ $L__after:
 // ---------------------------------------------------------------------------------------------
 // Profile counts.
 
-/// The profile of a one-block launch of `body` (after `%rd2` = in, `%r1` = tid) over a written
-/// 16 KiB input.
+/// The profile of a launch of `body` (after `%rd2` = in, `%r1` = tid) on `grid` blocks of
+/// `threads` threads, over a written 16 KiB input.
 fn profile_of(decls: &str, body: &str, grid: u32, threads: u32) -> LaunchProfile {
     let ptx = two_pointer_kernel(decls, body);
     let (mut m, k) = load(&ptx);
@@ -3095,8 +3129,22 @@ fn profile_counts_shared_wavefronts_of_bank_conflicts() {
         "stride 32 words: {p:?}"
     );
     assert_eq!(p.global_requests, 0);
-    let p = store_with_stride(0);
-    assert_eq!((p.shared_requests, p.shared_wavefronts), (1, 1), "one word for all: {p:?}");
+    // Every lane loading one word: a broadcast, one wavefront (after a store of stride 1).
+    let p = profile_of(
+        "\t.shared .align 4 .b8 sm[128];\n",
+        "\tmul.lo.s32 \t%r2, %r1, 4;
+\tst.shared.u32 \t[%r2], %r1;
+\tbar.sync \t0;
+\tld.shared.u32 \t%r3, [sm+8];
+",
+        1,
+        32,
+    );
+    assert_eq!(
+        (p.shared_requests, p.shared_wavefronts),
+        (2, 2),
+        "broadcast: {p:?}"
+    );
     // 16 bytes per lane: 128 words over 32 banks, 4 per bank.
     let p = profile_of(
         "\t.shared .align 16 .b8 sm[512];\n",
@@ -3107,7 +3155,11 @@ fn profile_counts_shared_wavefronts_of_bank_conflicts() {
         1,
         32,
     );
-    assert_eq!((p.shared_requests, p.shared_wavefronts), (1, 4), "v4 stores: {p:?}");
+    assert_eq!(
+        (p.shared_requests, p.shared_wavefronts),
+        (1, 4),
+        "v4 stores: {p:?}"
+    );
 }
 
 #[test]
