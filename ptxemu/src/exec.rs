@@ -156,8 +156,6 @@ fn rd(r: &[u64], o: Operand, lane: usize) -> u64 {
     match o {
         Operand::Reg(x) => r[x as usize * 32 + lane],
         Operand::Imm(v) => v,
-        // Resolved to an immediate when the module was loaded.
-        Operand::Global(_) => 0,
     }
 }
 
@@ -231,14 +229,12 @@ impl Launch<'_> {
         kind: FaultKind,
         detail: String,
     ) -> EmuError {
-        let t = w as u32 * 32 + lane as u32;
-        let [bx, by, _] = self.cfg.block;
         let inst = self.kernel.insts.get(pc as usize);
         EmuError::Fault(Box::new(Fault {
             kind,
             kernel: self.kernel.name.clone(),
             block: b.ctaid,
-            thread: [t % bx, (t / bx) % by, t / (bx * by)],
+            thread: self.tid(w as u32 * 32 + lane as u32),
             ptx_line: inst.map(|i| i.ptx_line).unwrap_or(0),
             instruction: inst.map(|i| i.text.clone()).unwrap_or_default(),
             source: inst.and_then(|i| self.module.describe_loc(self.kernel, i.loc)),
@@ -246,14 +242,19 @@ impl Launch<'_> {
         }))
     }
 
-    fn thread_name(&self, t: u32) -> String {
+    /// `%tid` of the block's `t`-th thread (x fastest).
+    fn tid(&self, t: u32) -> [u32; 3] {
         let [bx, by, _] = self.cfg.block;
-        format!("thread ({},{},{})", t % bx, (t / bx) % by, t / (bx * by))
+        [t % bx, (t / bx) % by, t / (bx * by)]
+    }
+
+    fn thread_name(&self, t: u32) -> String {
+        let [x, y, z] = self.tid(t);
+        format!("thread ({x},{y},{z})")
     }
 
     fn init_block(&self, b: &mut Block) {
         let k = self.kernel;
-        let [bx, by, _] = self.cfg.block;
         let nwarps = b.nthreads.div_ceil(32) as usize;
         b.warps.clear();
         for w in 0..nwarps {
@@ -272,7 +273,7 @@ impl Launch<'_> {
             for &(slot, sp) in &k.specials {
                 for l in 0..32u32 {
                     let t = w as u32 * 32 + l;
-                    let tid = [t % bx, (t / bx) % by, t / (bx * by)];
+                    let tid = self.tid(t);
                     let v: u64 = match sp {
                         Special::Tid(d) => tid[d as usize] as u64,
                         Special::Ntid(d) => self.cfg.block[d as usize] as u64,
@@ -1694,13 +1695,13 @@ fn f64_op(
         FloatOp::Fma => map3(r, exec, d, a, b, c, move |a, b, c| {
             fl::fma_f64(f(a), f(b), f(c), rnd).to_bits()
         }),
-        FloatOp::Div | FloatOp::DivApprox => map3(r, exec, d, a, b, b, move |a, b, _| {
+        FloatOp::Div => map3(r, exec, d, a, b, b, move |a, b, _| {
             fl::div_f64(f(a), f(b), rnd).to_bits()
         }),
         FloatOp::Rcp | FloatOp::RcpApprox => map3(r, exec, d, a, a, a, move |a, _, _| {
             fl::div_f64(1.0, f(a), rnd).to_bits()
         }),
-        FloatOp::Sqrt | FloatOp::SqrtApprox => map3(r, exec, d, a, a, a, move |a, _, _| {
+        FloatOp::Sqrt => map3(r, exec, d, a, a, a, move |a, _, _| {
             fl::sqrt_f64(f(a), rnd).to_bits()
         }),
         FloatOp::Neg => map3(r, exec, d, a, a, a, |a, _, _| a ^ (1 << 63)),
@@ -1727,8 +1728,14 @@ fn f64_op(
             })
             .to_bits()
         }),
-        // Refused by the parser: the kernels use no other f64 forms.
-        _ => {}
+        // The parser refuses the other f64 forms (approximate transcendentals).
+        FloatOp::DivApprox
+        | FloatOp::SqrtApprox
+        | FloatOp::RsqrtApprox
+        | FloatOp::Ex2Approx
+        | FloatOp::Lg2Approx
+        | FloatOp::SinApprox
+        | FloatOp::CosApprox => {}
     }
 }
 

@@ -18,8 +18,6 @@ pub type Reg = u32;
 pub enum Operand {
     Reg(Reg),
     Imm(u64),
-    /// The address of module global `n` (patched to an [`Operand::Imm`] once it is allocated).
-    Global(u32),
 }
 
 /// A state space.
@@ -191,8 +189,6 @@ pub enum ShflMode {
 pub struct Addr {
     pub base: Option<Reg>,
     pub offset: i64,
-    /// A module global whose address is added to `offset` (resolved when the module loads).
-    pub global: Option<u32>,
 }
 
 /// One decoded instruction.
@@ -418,7 +414,7 @@ pub struct Global {
     pub align: usize,
     /// Its initial bytes (zeros when not initialised).
     pub init: Vec<u8>,
-    /// Device address, set when the module is loaded.
+    /// Device address, given by the loader as the module is parsed.
     pub address: u64,
 }
 
@@ -434,36 +430,6 @@ pub struct Module {
 }
 
 impl Module {
-    /// Turn [`Operand::Global`] operands and [`Addr::global`] references into constants, once
-    /// every global has its device address.
-    pub fn resolve_globals(&mut self) {
-        let addrs: Vec<u64> = self.globals.iter().map(|g| g.address).collect();
-        let fix = |o: &mut Operand| {
-            if let Operand::Global(g) = *o {
-                *o = Operand::Imm(addrs[g as usize]);
-            }
-        };
-        for k in &mut self.kernels {
-            for inst in &mut k.insts {
-                match &mut inst.op {
-                    Op::Mov { a, .. } => fix(a),
-                    Op::Int { a, b, c, .. } => {
-                        fix(a);
-                        fix(b);
-                        fix(c);
-                    }
-                    Op::Cvta { a, .. } => fix(a),
-                    Op::Ld { addr, .. } | Op::St { addr, .. } | Op::AtomAdd { addr, .. } => {
-                        if let Some(g) = addr.global.take() {
-                            addr.offset = addr.offset.wrapping_add(addrs[g as usize] as i64);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-
     /// `file:line` (and where it was inlined) of a kernel's source location `loc`.
     pub fn describe_loc(&self, kernel: &Kernel, loc: u32) -> Option<String> {
         let l = kernel.locs.get(loc as usize)?;

@@ -82,13 +82,23 @@ impl Machine {
                 "no .version/.target directive: not PTX".into(),
             ));
         }
-        let mut module = parse::parse_module(text)?;
-        for g in &mut module.globals {
-            let ptr = self.mem.alloc(g.init.len().max(1))?;
-            self.mem.write(ptr, &g.init)?;
-            g.address = ptr;
-        }
-        module.resolve_globals();
+        let mut placed = Vec::new();
+        let mem = &mut self.mem;
+        let parsed = parse::parse_module(text, &mut |g| {
+            let ptr = mem.alloc(g.init.len().max(1))?;
+            placed.push(ptr);
+            mem.write(ptr, &g.init)?;
+            Ok(ptr)
+        });
+        let module = match parsed {
+            Ok(m) => m,
+            Err(e) => {
+                for p in placed {
+                    self.mem.free(p)?;
+                }
+                return Err(e);
+            }
+        };
         self.modules.push(Some(Arc::new(module)));
         Ok(self.modules.len() - 1)
     }

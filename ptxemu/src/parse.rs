@@ -17,12 +17,17 @@ use crate::float::Rounding;
 use crate::ir::*;
 use std::collections::HashMap;
 
-/// Parse a whole module.
-pub fn parse_module(text: &str) -> EmuResult<Module> {
+/// How a module-scope `.global` gets its device address: called once per variable as it is
+/// parsed, so instructions that name it are decoded with the address already in them.
+pub type PlaceGlobal<'a> = dyn FnMut(&Global) -> EmuResult<u64> + 'a;
+
+/// Parse a whole module; `place` gives each `.global` variable its address.
+pub fn parse_module(text: &str, place: &mut PlaceGlobal<'_>) -> EmuResult<Module> {
     let (toks, locs, files) = tokenize(text)?;
     let mut p = Parser {
         toks,
         pos: 0,
+        place,
         locs,
         module: Module {
             version: (0, 0),
@@ -216,9 +221,10 @@ fn parse_loc(rest: &str, line: u32) -> EmuResult<SourceLoc> {
 // ---------------------------------------------------------------------------------------------
 // Pass 3: statements.
 
-struct Parser {
+struct Parser<'p, 'q> {
     toks: Vec<Tok>,
     pos: usize,
+    place: &'p mut PlaceGlobal<'q>,
     locs: Vec<SourceLoc>,
     module: Module,
 }
@@ -261,7 +267,7 @@ fn align_up(x: u32, a: u32) -> u32 {
     x.div_ceil(a.max(1)) * a.max(1)
 }
 
-impl Parser {
+impl Parser<'_, '_> {
     fn err<T>(&self, msg: impl std::fmt::Display) -> EmuResult<T> {
         let line = self.toks.get(self.pos).map(|t| t.line).unwrap_or(0);
         Err(EmuError::Parse(format!("line {line}: {msg}")))
@@ -382,7 +388,8 @@ impl Parser {
                         if w == ".const" {
                             return self.err(".const variables are not supported");
                         }
-                        let g = self.global()?;
+                        let mut g = self.global()?;
+                        g.address = (self.place)(&g)?;
                         self.module.globals.push(g);
                     }
                     _ => return self.err(format!("unexpected `{w}` at module scope")),
@@ -693,24 +700,24 @@ impl Parser {
     }
 
     /// The address of a symbol (shared, local, param or global), in its own space.
-    fn symbol(&self, s: &Scope, name: &str) -> Option<SymAddr> {
+    fn symbol(&self, s: &Scope, name: &str) -> Option<i64> {
         if let Some(&o) = s.shared.get(name) {
             if o == u32::MAX {
-                return Some(SymAddr::Const(align_up(s.shared_bytes, 16) as i64));
+                return Some(align_up(s.shared_bytes, 16) as i64);
             }
-            return Some(SymAddr::Const(o as i64));
+            return Some(o as i64);
         }
         if let Some(&o) = s.local.get(name) {
-            return Some(SymAddr::Const(o as i64));
+            return Some(o as i64);
         }
         if let Some(&o) = s.params.get(name) {
-            return Some(SymAddr::Const(o as i64));
+            return Some(o as i64);
         }
         self.module
             .globals
             .iter()
-            .position(|g| g.name == name)
-            .map(|g| SymAddr::Global(g as u32))
+            .find(|g| g.name == name)
+            .map(|g| g.address as i64)
     }
 
     /// Operands up to `;`.
@@ -841,11 +848,6 @@ impl Parser {
     }
 }
 
-enum SymAddr {
-    Const(i64),
-    Global(u32),
-}
-
 fn new_reg(s: &mut Scope, name: String) -> Reg {
     let r = s.reg_names.len() as Reg;
     s.regs.insert(name.clone(), r);
@@ -936,8 +938,8 @@ fn width_mask(ty: Ty) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Decoding one instruction.
 
-struct Decode<'a> {
-    p: &'a Parser,
+struct Decode<'a, 'p, 'q> {
+    p: &'a Parser<'p, 'q>,
     s: &'a mut Scope,
     line: u32,
 }
@@ -1002,7 +1004,7 @@ fn rounding(m: &str) -> Option<Rounding> {
     })
 }
 
-impl Decode<'_> {
+impl Decode<'_, '_, '_> {
     fn err<T>(&self, msg: impl std::fmt::Display) -> EmuResult<T> {
         Err(EmuError::Parse(format!("line {}: {msg}", self.line)))
     }
@@ -1019,8 +1021,7 @@ impl Decode<'_> {
         match o {
             Syn::Name(n) if n.starts_with('%') => Ok(Operand::Reg(self.p.reg(self.s, n)?)),
             Syn::Name(n) => match self.p.symbol(self.s, n) {
-                Some(SymAddr::Const(v)) => Ok(Operand::Imm(v as u64)),
-                Some(SymAddr::Global(g)) => Ok(Operand::Global(g)),
+                Some(v) => Ok(Operand::Imm(v as u64)),
                 None => self.err(format!("unknown symbol {n}")),
             },
             Syn::Lit(w) => self.literal(w, ty).map(Operand::Imm),
@@ -1083,15 +1084,13 @@ impl Decode<'_> {
         let mut a = Addr {
             base: None,
             offset: *offset,
-            global: None,
         };
         if let Some(b) = base {
             if b.starts_with('%') {
                 a.base = Some(self.p.reg(self.s, b)?);
             } else {
                 match self.p.symbol(self.s, b) {
-                    Some(SymAddr::Const(v)) => a.offset = a.offset.wrapping_add(v),
-                    Some(SymAddr::Global(g)) => a.global = Some(g),
+                    Some(v) => a.offset = a.offset.wrapping_add(v),
                     None => return self.err(format!("unknown symbol {b} in an address")),
                 }
             }
@@ -1572,6 +1571,24 @@ impl Decode<'_> {
                     if ftz || sat {
                         return self.err(format!("`{opcode}`: .ftz/.sat on f64"));
                     }
+                    // The f64 forms the interpreter implements (exec::f64_op).
+                    if !matches!(
+                        fop,
+                        FloatOp::Add
+                            | FloatOp::Sub
+                            | FloatOp::Mul
+                            | FloatOp::Fma
+                            | FloatOp::Div
+                            | FloatOp::Rcp
+                            | FloatOp::RcpApprox
+                            | FloatOp::Sqrt
+                            | FloatOp::Neg
+                            | FloatOp::Abs
+                            | FloatOp::Min
+                            | FloatOp::Max
+                    ) {
+                        return self.err(format!("unsupported f64 instruction `{opcode}`"));
+                    }
                     Ok(Op::F64 {
                         op: fop,
                         rnd,
@@ -1713,6 +1730,11 @@ fn space_of(s: &str) -> Space {
 mod tests {
     use super::*;
 
+    /// These modules declare no `.global`.
+    fn no_globals(g: &Global) -> EmuResult<u64> {
+        Err(EmuError::Invalid(format!("unexpected global {}", g.name)))
+    }
+
     const SAXPY: &str = r#"
 .version 8.8
 .target sm_90
@@ -1754,7 +1776,7 @@ $L__BB0_2:
 
     #[test]
     fn parses_a_small_kernel() {
-        let m = parse_module(SAXPY).unwrap();
+        let m = parse_module(SAXPY, &mut no_globals).unwrap();
         assert_eq!(m.version, (8, 8));
         assert_eq!(m.target, "sm_90");
         let k = &m.kernels[0];
@@ -1790,20 +1812,20 @@ $L__BB0_2:
     #[test]
     fn unknown_forms_are_errors_with_the_line() {
         let bad = SAXPY.replace("fma.rn.f32", "fma.rn.sat.relu.f32");
-        let e = parse_module(&bad).unwrap_err().to_string();
+        let e = parse_module(&bad, &mut no_globals).unwrap_err().to_string();
         assert!(e.contains("line 32") && e.contains("relu"), "{e}");
         let bad = SAXPY.replace("add.s64", "addc.s64");
-        assert!(parse_module(&bad)
+        assert!(parse_module(&bad, &mut no_globals)
             .unwrap_err()
             .to_string()
             .contains("addc.s64"));
         let bad = SAXPY.replace("$L__BB0_2;", "$L__nowhere;");
-        assert!(parse_module(&bad)
+        assert!(parse_module(&bad, &mut no_globals)
             .unwrap_err()
             .to_string()
             .contains("undefined label"));
         let bad = SAXPY.replace("%rd4, %rd2", "%rd9, %rd2");
-        assert!(parse_module(&bad)
+        assert!(parse_module(&bad, &mut no_globals)
             .unwrap_err()
             .to_string()
             .contains("undeclared register %rd9"));
@@ -1815,7 +1837,7 @@ $L__BB0_2:
         assert_eq!(parse_int("0x1F"), Some(31));
         assert_eq!(parse_int("010"), Some(8));
         assert_eq!(parse_int("7U"), Some(7));
-        let m = parse_module(&SAXPY.replace("%r1, 4;", "%r1, -1;")).unwrap();
+        let m = parse_module(&SAXPY.replace("%r1, 4;", "%r1, -1;"), &mut no_globals).unwrap();
         match &m.kernels[0].insts[10].op {
             Op::Int { b, .. } => assert_eq!(*b, Operand::Imm(0xffff_ffff)),
             o => panic!("{o:?}"),

@@ -36,8 +36,10 @@ fn every_emitted_form_is_implemented() {
         let src = std::fs::read_to_string(f).unwrap();
         let c = compile_program(&src, &name, HEADERS, &default_options("sm_90"))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        match ptxemu::parse::parse_module(&c.ptx) {
-            Ok(m) => {
+        let mut machine = ptxemu::Machine::new();
+        match machine.load_module(c.ptx.as_bytes()) {
+            Ok(id) => {
+                let m = machine.module(id).unwrap();
                 for k in &m.kernels {
                     kernels += 1;
                     for i in &k.insts {

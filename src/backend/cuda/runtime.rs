@@ -528,30 +528,21 @@ impl CudaRuntime {
             .map(|(_, s)| *s)
             .ok_or_else(|| Error::Cuda(format!("no embedded kernel source named {file}")))?;
         let c = compile_program(src, file, HEADERS, &default_options(&self.arch))?;
-        let load = |image: Ptx| {
-            self.ctx
-                .load_module(image)
-                .map_err(|e| driver_err(&format!("cuModuleLoadData({file}, {})", self.arch), e))
-        };
-        let m = if c.cubin.is_empty() {
-            load(Ptx::from_src(c.ptx))?
+        // A driver that cannot run this machine code answers NO_BINARY_FOR_GPU: the PTX
+        // interpreter behind the stand-in libcuda (ptxemu/) does, as would a device whose real
+        // architecture differs from the one it reported. Its PTX then goes in instead.
+        let image = if c.cubin.is_empty() {
+            Ptx::from_src(c.ptx.clone())
         } else {
-            // A driver that cannot run this machine code answers NO_BINARY_FOR_GPU: the PTX
-            // interpreter behind the stand-in libcuda (ptxemu/) does, as would a device whose
-            // real architecture differs from the one it reported. Its PTX then goes in instead.
-            match self.ctx.load_module(Ptx::from_binary(c.cubin)) {
-                Ok(m) => m,
-                Err(DriverError(CUresult::CUDA_ERROR_NO_BINARY_FOR_GPU)) => {
-                    load(Ptx::from_src(c.ptx))?
-                }
-                Err(e) => {
-                    return Err(driver_err(
-                        &format!("cuModuleLoadData({file}, {})", self.arch),
-                        e,
-                    ))
-                }
-            }
+            Ptx::from_binary(c.cubin)
         };
+        let m = match self.ctx.load_module(image) {
+            Err(DriverError(CUresult::CUDA_ERROR_NO_BINARY_FOR_GPU)) => {
+                self.ctx.load_module(Ptx::from_src(c.ptx))
+            }
+            loaded => loaded,
+        }
+        .map_err(|e| driver_err(&format!("cuModuleLoadData({file}, {})", self.arch), e))?;
         mods.insert(file, m.clone());
         Ok(m)
     }
