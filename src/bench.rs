@@ -7,16 +7,19 @@
 //!   architecture's shapes, batch 64: Conv(1→32, k4, s2, p1) on 28×28, Conv(32→64) on 14×14,
 //!   and the transposes ConvT(64→32) on 7×7 and ConvT(32→1) on 14×14;
 //! * elementwise and reduction GB/s at 64 Mi elements (bytes read + written);
-//! * one M2 training step (forward, backward, Adam) on a batch of 100 labelled + 100
-//!   unlabelled examples, in examples per second.
+//! * M2 training steps (forward, backward, Adam) as `ssvae train --model m2` builds them, in
+//!   milliseconds per step and examples per second: M2-conv and M2-mlp at 64 labelled + 64
+//!   unlabelled examples, the workloads of the PyTorch peer `../shared/peers/torch_m2.py
+//!   --bench --arch conv|mlp` (same model, loss, batch and Adam), and M2-mlp at the CLI's
+//!   default 100 + 100. `steps_only` runs just these.
 //!
 //! Each figure is the median of repeated runs after a warm-up (at least five, more while a
 //! time budget lasts). `quick` settles for fewer repetitions (down to one for kernels slower
 //! than half a second) and 8 Mi-element arrays.
 
 use crate::backend::Conv2dShape;
-use crate::models::{M2Config, Model, StepContext, M2};
-use crate::nn::Activation;
+use crate::models::arch::{default_hidden, default_z_dim};
+use crate::models::{self, Arch, Batch, ModelKind, ModelSpec, StepContext};
 use crate::optim::{Adam, AdamConfig};
 use crate::rng::Rng;
 use crate::{nn, no_grad, Device, Result, Tensor};
@@ -112,6 +115,7 @@ fn conv_shape(n: usize, c_in: usize, hw: usize, c_out: usize) -> Conv2dShape {
 pub fn run(
     device: Device,
     quick: bool,
+    steps_only: bool,
     mut each: impl FnMut(&Measurement),
 ) -> Result<Vec<Measurement>> {
     // On the PTX interpreter (ptxemu) the same kernels run 10⁴× slower than on a GPU: one
@@ -145,6 +149,27 @@ pub fn run(
         each(&m);
         out.push(m);
     };
+    if !steps_only {
+        kernels(device, quick, emulated, reps, &mut push)?;
+    }
+    for w in &STEP_WORKLOADS {
+        // The interpreter runs a conv step's 700-row decoder for many minutes: MLP only there.
+        if emulated && w.arch == Arch::Conv {
+            continue;
+        }
+        push(train_step(w, device, quick, emulated, reps)?);
+    }
+    Ok(out)
+}
+
+/// The kernel lines of the table: GEMM, convolutions, memory-bound kernels.
+fn kernels(
+    device: Device,
+    quick: bool,
+    emulated: bool,
+    reps: Reps,
+    push: &mut impl FnMut(Measurement),
+) -> Result<()> {
     let mut rng = Rng::new(0, 0xBE7C);
     let guard = no_grad();
 
@@ -293,30 +318,82 @@ pub fn run(
     drop((a, b));
     drop(guard);
 
-    // One M2 training step on MNIST-sized data.
-    let (d, k, bl, bu) = (784, 10, 100, 100);
-    let model = M2::new(
-        M2Config {
-            x_dim: d,
-            classes: k,
-            hidden: 500,
-            z_dim: 50,
-            alpha: 0.1 * 60_000.0 / 100.0,
-            labelled_weight: 1.0,
-            activation: Activation::Relu,
-            fused: true,
-        },
-        &mut rng,
-        device,
-    )?;
-    let params: Vec<Tensor> = nn::parameters(&model, "")
+    Ok(())
+}
+
+/// A training-step workload: the model `ssvae train --model m2 --arch ARCH` builds, on a batch
+/// of `labelled` + `unlabelled` MNIST-sized examples.
+#[derive(Clone, Copy, Debug)]
+pub struct StepWorkload {
+    pub name: &'static str,
+    pub arch: Arch,
+    pub labelled: usize,
+    pub unlabelled: usize,
+}
+
+/// The training steps `bench` times: the two workloads of the PyTorch peer
+/// (`../shared/peers/torch_m2.py --bench --arch conv|mlp`, batch 64 + 64, the same model, loss
+/// and optimiser) and the CLI's default MLP batch of 100 + 100.
+pub const STEP_WORKLOADS: [StepWorkload; 3] = [
+    StepWorkload {
+        name: "M2-conv training step",
+        arch: Arch::Conv,
+        labelled: 64,
+        unlabelled: 64,
+    },
+    StepWorkload {
+        name: "M2-mlp training step",
+        arch: Arch::Mlp,
+        labelled: 64,
+        unlabelled: 64,
+    },
+    StepWorkload {
+        name: "M2-mlp training step",
+        arch: Arch::Mlp,
+        labelled: 100,
+        unlabelled: 100,
+    },
+];
+
+/// Median time of one training step (forward, backward, Adam) of workload `w`: the M2 that
+/// `ssvae train` builds for its architecture (MNIST's 1×28×28 input, 10 classes, the default
+/// hidden width and latent size, fused ELBO), on a fixed batch of uniform random images.
+fn train_step(
+    w: &StepWorkload,
+    device: Device,
+    quick: bool,
+    emulated: bool,
+    reps: Reps,
+) -> Result<Measurement> {
+    let (input, classes) = ((1, 28, 28), 10);
+    let d = input.0 * input.1 * input.2;
+    let spec = ModelSpec {
+        kind: ModelKind::M2,
+        arch: w.arch,
+        input,
+        classes,
+        hidden: default_hidden(w.arch),
+        z_dim: default_z_dim(w.arch),
+        alpha: None,
+        n_train: 60_000,
+        n_labelled: 100,
+        fused: true,
+        freeze_m1_after: None,
+        align: false,
+        drop_inactive_z1: false,
+        labelled_bound_weight: None,
+    };
+    let mut rng = Rng::new(0, 0xBE7C);
+    let model = models::build(&spec, &mut rng, device)?;
+    let params: Vec<Tensor> = nn::parameters(model.as_ref(), "")
         .into_iter()
         .map(|(_, t)| t)
         .collect();
     let mut opt = Adam::new(params, AdamConfig::default())?;
-    let batch = crate::models::Batch {
+    let (bl, bu) = (w.labelled, w.unlabelled);
+    let batch = Batch {
         x_lab: Some(uniform(&[bl, d], &mut rng, device)?),
-        y_lab: (0..bl as u32).map(|i| i % k as u32).collect(),
+        y_lab: (0..bl as u32).map(|i| i % classes as u32).collect(),
         x_unlab: Some(uniform(&[bu, d], &mut rng, device)?),
         rows_lab: None,
         rows_unlab: None,
@@ -326,10 +403,10 @@ pub fn run(
         reps
     } else {
         Reps {
-            warmup: 1,
-            min: if quick { 1 } else { 5 },
-            max: if quick { 3 } else { 20 },
-            budget_s: if quick { 0.5 } else { 3.0 },
+            warmup: if quick { 1 } else { 3 },
+            min: if quick { 1 } else { 7 },
+            max: if quick { 3 } else { 30 },
+            budget_s: if quick { 0.5 } else { 4.0 },
         }
     };
     let s = time(step_reps, || {
@@ -344,20 +421,24 @@ pub fn run(
         opt.step(&grads)?;
         sync(&terms.loss)
     })?;
-    push(Measurement {
-        name: "M2 training step".to_string(),
-        shape: format!("{bl}+{bu} × {d}, h500 z50"),
+    Ok(Measurement {
+        name: w.name.to_string(),
+        shape: format!(
+            "{bl}+{bu} × {d}, {} h{} z{}",
+            w.arch.as_str(),
+            spec.hidden,
+            spec.z_dim
+        ),
         median_s: s,
         rate: (bl + bu) as f64 / s,
         unit: "ex/s",
-    });
-    Ok(out)
+    })
 }
 
 /// The table header.
 pub fn header() -> String {
     format!(
-        "{:<30} {:<26} {:>10} {:>16}",
+        "{:<30} {:<32} {:>11} {:>16}",
         "benchmark", "shape", "median", "rate"
     )
 }
@@ -370,7 +451,7 @@ pub fn format_line(m: &Measurement) -> String {
         format!("{:.3} ms", m.median_s * 1e3)
     };
     format!(
-        "{:<30} {:<26} {:>10} {:>16}",
+        "{:<30} {:<32} {:>11} {:>16}",
         m.name,
         m.shape,
         t,

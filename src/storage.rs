@@ -155,6 +155,34 @@ impl Storage {
         binary_dispatch!("conv2d_backward_weight", self, grad_out, |a, b| a
             .conv2d_backward_weight(b, s))
     }
+    /// `(conv2d(self, w), conv2d_backward_weight(self, grad_out))` (see the backend trait).
+    pub fn conv2d_with_weight_grad(
+        &self,
+        w: &Self,
+        grad_out: &Self,
+        s: &Conv2dShape,
+    ) -> Result<(Self, Self)> {
+        let op = "conv2d_with_weight_grad";
+        match (self, w, grad_out) {
+            (Storage::Cpu(x), Storage::Cpu(w), Storage::Cpu(g)) => {
+                let (y, dw) = x.conv2d_with_weight_grad(w, g, s)?;
+                Ok((Storage::Cpu(y), Storage::Cpu(dw)))
+            }
+            (Storage::Cuda(x), Storage::Cuda(w), Storage::Cuda(g)) => {
+                let (y, dw) = x.conv2d_with_weight_grad(w, g, s)?;
+                Ok((Storage::Cuda(y), Storage::Cuda(dw)))
+            }
+            (x, w, g) => Err(mismatch(
+                op,
+                x.device(),
+                if x.device() == w.device() {
+                    g.device()
+                } else {
+                    w.device()
+                },
+            )),
+        }
+    }
     pub fn transpose(&self, dims: &[usize], d0: usize, d1: usize) -> Result<Self> {
         unary_dispatch!(self, s => s.transpose(dims, d0, d1))
     }

@@ -173,6 +173,20 @@ pub trait BackendStorage: Sized + Send + Sync {
     fn conv2d_backward_input(&self, w: &Self, s: &Conv2dShape) -> Result<Self>;
     /// dw from x = self and dy.
     fn conv2d_backward_weight(&self, grad_out: &Self, s: &Conv2dShape) -> Result<Self>;
+    /// `(conv2d(self, w), conv2d_backward_weight(self, grad_out))`, both from the same input
+    /// (a transposed convolution's backward). A backend that lowers the input (the CPU's
+    /// im2col) overrides it to lower once for both.
+    fn conv2d_with_weight_grad(
+        &self,
+        w: &Self,
+        grad_out: &Self,
+        s: &Conv2dShape,
+    ) -> Result<(Self, Self)> {
+        Ok((
+            self.conv2d(w, s)?,
+            self.conv2d_backward_weight(grad_out, s)?,
+        ))
+    }
     /// Swap axes d0 < d1 of a tensor with `dims`, materialising the result.
     fn transpose(&self, dims: &[usize], d0: usize, d1: usize) -> Result<Self>;
     /// Copy a rows × cols block: dst[dst_off + r·dst_stride + c] = src[src_off + r·src_stride + c].

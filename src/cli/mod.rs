@@ -52,6 +52,10 @@ enum Command {
         /// bank conflicts and barriers per kernel and print them as a table
         #[arg(long)]
         profile: bool,
+        /// Only the M2 training steps (M2-conv and M2-mlp at 64 + 64, the PyTorch peer's
+        /// workloads, and M2-mlp at 100 + 100), in ms/step
+        #[arg(long)]
+        steps: bool,
     },
 }
 
@@ -70,7 +74,8 @@ pub fn main() -> ExitCode {
             device,
             quick,
             profile,
-        } => bench_cmd(&device, quick, profile),
+            steps,
+        } => bench_cmd(&device, quick, profile, steps),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -130,7 +135,7 @@ fn run_dir_of(dir: &Path, ckpt: &Path) -> PathBuf {
 
 /// `bench`. With `profile`, the stand-in driver is told (before it starts) to write one CSV row
 /// of counts per launch to a temporary file, summed per kernel after the run.
-fn bench_cmd(device: &str, quick: bool, profile: bool) -> Result<()> {
+fn bench_cmd(device: &str, quick: bool, profile: bool, steps_only: bool) -> Result<()> {
     let profile_file = if profile {
         let path = std::env::temp_dir().join(format!("ssvae-profile-{}.csv", std::process::id()));
         let _ = std::fs::remove_file(&path);
@@ -162,7 +167,7 @@ fn bench_cmd(device: &str, quick: bool, profile: bool) -> Result<()> {
         }
     );
     println!("{}", bench::header());
-    bench::run(device, quick, |m| {
+    bench::run(device, quick, steps_only, |m| {
         println!("{}", bench::format_line(m));
         let _ = std::io::stdout().flush();
     })?;

@@ -447,6 +447,12 @@ pub trait Model: Module {
     fn classify(&self, x: &Tensor) -> Result<Tensor>;
     /// The negative ELBO per example (an upper bound on −log p(x)) for inputs [n, D].
     fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor>;
+    /// [`Model::classify`] and [`Model::neg_elbo`] of the same inputs, for models that have
+    /// both: what evaluation asks for. A model whose two share an encoder overrides it to run
+    /// the encoder once.
+    fn classify_and_neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
+        Ok((self.classify(x)?, self.neg_elbo(x, rng)?))
+    }
     /// Whether [`Model::neg_elbo`] exists (false for a plain classifier).
     fn has_elbo(&self) -> bool {
         true

@@ -58,11 +58,18 @@ impl Tensor {
             "conv2d",
             vec![self.clone(), w.clone()],
             move |g| {
-                let dx = g.storage().conv2d_backward_input(&wt.storage(), &s)?;
-                let dw = x.storage().conv2d_backward_weight(&g.storage(), &s)?;
+                // The first layer's input is the data, which needs no gradient.
+                let dx = x
+                    .tracks_grad()
+                    .then(|| g.storage().conv2d_backward_input(&wt.storage(), &s))
+                    .transpose()?;
+                let dw = wt
+                    .tracks_grad()
+                    .then(|| x.storage().conv2d_backward_weight(&g.storage(), &s))
+                    .transpose()?;
                 Ok(vec![
-                    Some(Tensor::from_storage(dx, x.shape().clone(), None)),
-                    Some(Tensor::from_storage(dw, wt.shape().clone(), None)),
+                    dx.map(|d| Tensor::from_storage(d, x.shape().clone(), None)),
+                    dw.map(|d| Tensor::from_storage(d, wt.shape().clone(), None)),
                 ])
             },
         ))
@@ -124,11 +131,20 @@ impl Tensor {
             "conv_transpose2d",
             vec![self.clone(), w.clone()],
             move |g| {
-                let dx = g.storage().conv2d(&wt.storage(), &s)?;
-                let dw = g.storage().conv2d_backward_weight(&x.storage(), &s)?;
+                // dx = conv2d(g, w) and dw = backward-weight(g, x) read the same g: one pass.
+                let (g, w) = (g.storage(), wt.storage());
+                let (dx, dw) = match (x.tracks_grad(), wt.tracks_grad()) {
+                    (true, true) => {
+                        let (dx, dw) = g.conv2d_with_weight_grad(&w, &x.storage(), &s)?;
+                        (Some(dx), Some(dw))
+                    }
+                    (true, false) => (Some(g.conv2d(&w, &s)?), None),
+                    (false, true) => (None, Some(g.conv2d_backward_weight(&x.storage(), &s)?)),
+                    (false, false) => (None, None),
+                };
                 Ok(vec![
-                    Some(Tensor::from_storage(dx, x.shape().clone(), None)),
-                    Some(Tensor::from_storage(dw, wt.shape().clone(), None)),
+                    dx.map(|d| Tensor::from_storage(d, x.shape().clone(), None)),
+                    dw.map(|d| Tensor::from_storage(d, wt.shape().clone(), None)),
                 ])
             },
         ))

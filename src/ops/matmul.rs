@@ -106,10 +106,16 @@ impl Tensor {
         let y = mm2(self, w, false, true)?;
         let (x, wt) = (self.clone(), w.clone());
         let node = crate::autograd::make_node("linear", vec![x.clone(), wt.clone()], move |g| {
-            Ok(vec![
-                Some(mm2(g, &wt, false, false)?),
-                Some(mm2(g, &x, true, false)?),
-            ])
+            // A network's first layer reads the data, which needs no gradient: skip its product.
+            let dx = x
+                .tracks_grad()
+                .then(|| mm2(g, &wt, false, false))
+                .transpose()?;
+            let dw = wt
+                .tracks_grad()
+                .then(|| mm2(g, &x, true, false))
+                .transpose()?;
+            Ok(vec![dx, dw])
         });
         let y = y.with_node(node);
         match b {

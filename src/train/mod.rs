@@ -265,13 +265,21 @@ fn evaluate_inner(model: &dyn Model, ds: &Dataset, cfg: &TrainConfig) -> Result<
     let all: Vec<usize> = (0..ds.n).collect();
     for chunk in all.chunks(cfg.eval_batch.max(1)) {
         let (x, _) = batch_tensor(ds, chunk, cfg.device)?;
-        if model.classifies() {
-            let logits = model.classify(&x)?;
+        let (logits, neg_elbo) = match (model.classifies(), model.has_elbo()) {
+            (true, true) => {
+                let (logits, neg_elbo) = model.classify_and_neg_elbo(&x, &mut rng)?;
+                (Some(logits), Some(neg_elbo))
+            }
+            (true, false) => (Some(model.classify(&x)?), None),
+            (false, true) => (None, Some(model.neg_elbo(&x, &mut rng)?)),
+            (false, false) => (None, None),
+        };
+        if let Some(logits) = logits {
             clusters = logits.dim("evaluate", 1)?;
             pred.extend(logits.argmax_rows()?);
         }
-        if model.has_elbo() {
-            elbo_sum += model.neg_elbo(&x, &mut rng)?.sum_all()?.to_scalar()? as f64;
+        if let Some(neg_elbo) = neg_elbo {
+            elbo_sum += neg_elbo.sum_all()?.to_scalar()? as f64;
         }
     }
     let (error, acc, nmi) = if model.classifies() && ds.n > 0 {

@@ -280,24 +280,37 @@ pub fn conv2d(x: &[f32], w: &[f32], s: &Conv2dShape) -> Vec<f32> {
             || (Scratch::default(), Scratch::default()),
             |(cols, out), (y_g, x_g)| {
                 let (cols, width) = l.lower(x_g, s, cols);
-                // Y_g [c_out × G·P] = W [c_out × K] · cols_g [K × G·P]
-                let g = GemmShape {
-                    m: s.c_out,
-                    n: width,
-                    k: l.k,
-                    trans_a: false,
-                    trans_b: false,
-                };
-                if y_g.len() == l.out_img {
-                    gemm(&g, w, cols, y_g, false);
-                } else {
-                    let out = out.get(s.c_out * width);
-                    gemm(&g, w, cols, out, false);
-                    scatter_channel_major(out, s.c_out, l.p, y_g);
-                }
+                forward_group(&l, s, w, cols, width, y_g, out);
             },
         );
     y
+}
+
+/// The forward GEMM of one lowered group: `Y_g [c_out × G·P] = W [c_out × K] · cols_g [K × G·P]`,
+/// written to the group's NCHW output `y_g` (through the scratch `out` when G > 1).
+fn forward_group(
+    l: &Lowering,
+    s: &Conv2dShape,
+    w: &[f32],
+    cols: &[f32],
+    width: usize,
+    y_g: &mut [f32],
+    out: &mut Scratch,
+) {
+    let g = GemmShape {
+        m: s.c_out,
+        n: width,
+        k: l.k,
+        trans_a: false,
+        trans_b: false,
+    };
+    if y_g.len() == l.out_img {
+        gemm(&g, w, cols, y_g, false);
+    } else {
+        let out = out.get(s.c_out * width);
+        gemm(&g, w, cols, out, false);
+        scatter_channel_major(out, s.c_out, l.p, y_g);
+    }
 }
 
 /// dx from dy: the adjoint of [`conv2d`] in x (also `conv_transpose2d`'s forward).
@@ -362,33 +375,89 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: &Conv2dShape) -> Vec<f32
         return pool::zeros(w_len);
     }
     let (x, dy) = (&x[..x_len], &dy[..y_len]);
-    let per_range = s.n.div_ceil(s.n.min(MAX_WEIGHT_PARTIALS));
-    let mut partials: Vec<Vec<f32>> = x
+    let per_range = weight_range(s);
+    let partials = x
         .par_chunks(per_range * l.in_img)
         .zip(dy.par_chunks(per_range * l.out_img))
-        .map(|(x_r, dy_r)| {
-            let mut dw = pool::zeros(w_len);
-            let (mut cols, mut dy_cm) = (Scratch::default(), Scratch::default());
-            for (x_g, dy_g) in x_r
-                .chunks(l.group * l.in_img)
-                .zip(dy_r.chunks(l.group * l.out_img))
-            {
-                let (cols, width) = l.lower(x_g, s, &mut cols);
-                let dy_cm = as_channel_major(dy_g, s.c_out, l.p, &mut dy_cm);
-                // dW [c_out × K] += dY_g [c_out × G·P] · cols_gᵀ [G·P × K]   (cols_g stored K × G·P)
-                let g = GemmShape {
-                    m: s.c_out,
-                    n: l.k,
-                    k: width,
-                    trans_a: false,
-                    trans_b: true,
-                };
-                gemm(&g, dy_cm, cols, &mut dw, true);
-            }
-            dw
-        })
+        .map(|(x_r, dy_r)| weight_grad_range(&l, s, x_r, dy_r, None))
         .collect();
-    // dW = p_0 + p_1 + … in range order; element blocks in parallel, the same order in each.
+    sum_partials(partials)
+}
+
+/// [`conv2d`]`(x, w)` and [`conv2d_backward_weight`]`(x, dy)` in one pass, lowering each group
+/// of `x` once for both products: what a transposed convolution's backward needs (its input
+/// gradient is conv2d of its output gradient, its weight gradient backward-weight of the same).
+/// Each result equals its op's alone: the weight gradient bit for bit, the output to rounding
+/// (its groups are cut within the weight ranges rather than across the whole batch).
+pub fn conv2d_with_weight_grad(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    s: &Conv2dShape,
+) -> (Vec<f32>, Vec<f32>) {
+    let (x_len, w_len, y_len) = s.sizes();
+    debug_assert!(
+        x.len() >= x_len && w.len() >= w_len && dy.len() >= y_len,
+        "conv2d_with_weight_grad: short input"
+    );
+    let mut y = pool::zeros(y_len);
+    let l = Lowering::new(s);
+    if l.trivial(s) {
+        return (y, pool::zeros(w_len));
+    }
+    let (x, w, dy) = (&x[..x_len], &w[..w_len], &dy[..y_len]);
+    let per_range = weight_range(s);
+    let partials = x
+        .par_chunks(per_range * l.in_img)
+        .zip(dy.par_chunks(per_range * l.out_img))
+        .zip(y.par_chunks_mut(per_range * l.out_img))
+        .map(|((x_r, dy_r), y_r)| weight_grad_range(&l, s, x_r, dy_r, Some((w, y_r))))
+        .collect();
+    (y, sum_partials(partials))
+}
+
+/// Images per range of backward-weight's batch split: at most [`MAX_WEIGHT_PARTIALS`] ranges.
+fn weight_range(s: &Conv2dShape) -> usize {
+    s.n.div_ceil(s.n.min(MAX_WEIGHT_PARTIALS))
+}
+
+/// The partial weight gradient of one range of images (`x_r`, `dy_r`), group by group in image
+/// order; with `forward = Some((w, y_r))` also the range's conv2d output from the same `cols`.
+fn weight_grad_range(
+    l: &Lowering,
+    s: &Conv2dShape,
+    x_r: &[f32],
+    dy_r: &[f32],
+    mut forward: Option<(&[f32], &mut [f32])>,
+) -> Vec<f32> {
+    let mut dw = pool::zeros(s.c_out * l.k);
+    let (mut cols, mut dy_cm, mut out) =
+        (Scratch::default(), Scratch::default(), Scratch::default());
+    let groups = x_r
+        .chunks(l.group * l.in_img)
+        .zip(dy_r.chunks(l.group * l.out_img));
+    for (i, (x_g, dy_g)) in groups.enumerate() {
+        let (cols, width) = l.lower(x_g, s, &mut cols);
+        if let Some((w, y_r)) = forward.as_mut() {
+            let y_g = &mut y_r[i * l.group * l.out_img..][..dy_g.len()];
+            forward_group(l, s, w, cols, width, y_g, &mut out);
+        }
+        let dy_cm = as_channel_major(dy_g, s.c_out, l.p, &mut dy_cm);
+        // dW [c_out × K] += dY_g [c_out × G·P] · cols_gᵀ [G·P × K]   (cols_g stored K × G·P)
+        let g = GemmShape {
+            m: s.c_out,
+            n: l.k,
+            k: width,
+            trans_a: false,
+            trans_b: true,
+        };
+        gemm(&g, dy_cm, cols, &mut dw, true);
+    }
+    dw
+}
+
+/// dW = p_0 + p_1 + … in range order; element blocks in parallel, the same order in each.
+fn sum_partials(mut partials: Vec<Vec<f32>>) -> Vec<f32> {
     let mut dw = partials.remove(0);
     const BLOCK: usize = 4096;
     dw.par_chunks_mut(BLOCK).enumerate().for_each(|(b, d)| {
@@ -657,6 +726,23 @@ mod tests {
         }
     }
 
+    /// The one-pass pair equals its two ops: the weight gradient bit for bit (same ranges, same
+    /// groups, same order), the output within the kernels' bound of the reference.
+    #[test]
+    fn conv_with_weight_grad_matches_the_separate_ops() {
+        for (seed, (name, s)) in shapes().into_iter().enumerate() {
+            let (x, w, dy) = inputs(&s, 500 + seed as u64);
+            let (y, dw) = conv2d_with_weight_grad(&x, &w, &dy, &s);
+            assert_eq!(
+                dw,
+                conv2d_backward_weight(&x, &dy, &s),
+                "{name}: weight grad"
+            );
+            let e = rel_err(name, &y, &conv2d_reference(&x, &w, &s));
+            assert!(e <= TOL, "{name}: forward rel err {e:e}");
+        }
+    }
+
     /// <conv2d(x; w), y> == <x, conv2d_backward_input(y; w)>: backward-input is the adjoint.
     #[test]
     fn conv_backward_input_is_adjoint_of_forward() {
@@ -695,6 +781,7 @@ mod tests {
                 conv2d(&x, &w, &s),
                 conv2d_backward_input(&dy, &w, &s),
                 conv2d_backward_weight(&x, &dy, &s),
+                conv2d_with_weight_grad(&x, &w, &dy, &s),
             )
         };
         let default = run();
@@ -723,6 +810,10 @@ mod tests {
             let y = conv2d(&x, &w, &s);
             let dx = conv2d_backward_input(&dy, &w, &s);
             let dw = conv2d_backward_weight(&x, &dy, &s);
+            assert_eq!(
+                (y.clone(), dw.clone()),
+                conv2d_with_weight_grad(&x, &w, &dy, &s)
+            );
             assert_eq!((y.len(), dx.len(), dw.len()), (yl, xl, wl), "{s:?}");
             assert_eq!(y, conv2d_reference(&x, &w, &s), "{s:?}");
             assert_eq!(dx, conv2d_backward_input_reference(&dy, &w, &s), "{s:?}");

@@ -145,6 +145,19 @@ impl BackendStorage for CpuStorage {
         check_len("conv2d_backward_input", "weight", w.len(), ws)?;
         Ok(CpuStorage(conv::conv2d_backward_input(&self.0, &w.0, s)))
     }
+    fn conv2d_with_weight_grad(
+        &self,
+        w: &Self,
+        grad_out: &Self,
+        s: &Conv2dShape,
+    ) -> Result<(Self, Self)> {
+        let (xs, ws, ys) = s.sizes();
+        check_len("conv2d_with_weight_grad", "input", self.len(), xs)?;
+        check_len("conv2d_with_weight_grad", "weight", w.len(), ws)?;
+        check_len("conv2d_with_weight_grad", "grad", grad_out.len(), ys)?;
+        let (y, dw) = conv::conv2d_with_weight_grad(&self.0, &w.0, &grad_out.0, s);
+        Ok((CpuStorage(y), CpuStorage(dw)))
+    }
     fn conv2d_backward_weight(&self, grad_out: &Self, s: &Conv2dShape) -> Result<Self> {
         let (xs, _, ys) = s.sizes();
         check_len("conv2d_backward_weight", "input", self.len(), xs)?;
