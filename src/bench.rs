@@ -15,7 +15,8 @@
 //!
 //! Each figure is the median of repeated runs after a warm-up (at least five, more while a
 //! time budget lasts). `quick` settles for fewer repetitions (down to one for kernels slower
-//! than half a second) and 8 Mi-element arrays.
+//! than half a second) and 8 Mi-element arrays. Measurements and the interpreter's per-kernel
+//! profile serialise to JSON (`ssvae bench --json`) as well as to table lines.
 
 use crate::backend::Conv2dShape;
 use crate::models::arch::{default_hidden, default_z_dim};
@@ -26,7 +27,7 @@ use crate::{nn, no_grad, Device, Result, Tensor};
 use std::time::Instant;
 
 /// One line of the table.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Measurement {
     /// What was run.
     pub name: String,
@@ -459,12 +460,31 @@ pub fn format_line(m: &Measurement) -> String {
     )
 }
 
-/// The per-kernel summary of the PTX interpreter's profile CSV (`PTXEMU_PROFILE`: one row per
-/// launch, columns as ptxemu's `LaunchProfile::CSV_HEADER`). Counts, never times: lanes per
-/// warp instruction (SIMT efficiency), 32-byte sectors per global request and the fraction of
-/// them the ideal access pattern would need (coalescing), shared-memory bank conflicts
-/// (wavefronts beyond one per request) and barriers.
-pub fn profile_table(csv: &str) -> Result<String> {
+/// One kernel's summed counts in the PTX interpreter's profile ([`profile_summary`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct KernelProfile {
+    pub kernel: String,
+    pub launches: u64,
+    /// Warp instructions issued, and the lanes active in them.
+    pub warp_instructions: u64,
+    pub lane_instructions: u64,
+    /// Global-memory requests, the 32-byte sectors they touched, and the sectors the ideal
+    /// (fully coalesced) access pattern would have needed.
+    pub global_requests: u64,
+    pub global_sectors: u64,
+    pub global_ideal_sectors: u64,
+    /// Bytes the global requests moved.
+    pub global_bytes: u64,
+    /// Shared-memory requests and the wavefronts they took (one per request without bank
+    /// conflicts).
+    pub shared_requests: u64,
+    pub shared_wavefronts: u64,
+    pub barriers: u64,
+}
+
+/// The per-kernel sums of the PTX interpreter's profile CSV (`PTXEMU_PROFILE`: one row per
+/// launch, columns as ptxemu's `LaunchProfile::CSV_HEADER`), by kernel name.
+pub fn profile_summary(csv: &str) -> Result<Vec<KernelProfile>> {
     use std::collections::BTreeMap;
     const COLUMNS: usize = 12;
     let mut per: BTreeMap<String, [u64; COLUMNS - 2]> = BTreeMap::new();
@@ -485,6 +505,32 @@ pub fn profile_table(csv: &str) -> Result<String> {
             })?;
         }
     }
+    Ok(per
+        .into_iter()
+        .map(|(kernel, v)| {
+            let [launches, wi, li, greq, gsec, gideal, gbytes, sreq, swave, bars] = v;
+            KernelProfile {
+                kernel,
+                launches,
+                warp_instructions: wi,
+                lane_instructions: li,
+                global_requests: greq,
+                global_sectors: gsec,
+                global_ideal_sectors: gideal,
+                global_bytes: gbytes,
+                shared_requests: sreq,
+                shared_wavefronts: swave,
+                barriers: bars,
+            }
+        })
+        .collect())
+}
+
+/// The per-kernel profile as a table. Counts, never times: lanes per warp instruction (SIMT
+/// efficiency), 32-byte sectors per global request and the fraction of them the ideal access
+/// pattern would need (coalescing), shared-memory bank conflicts (wavefronts beyond one per
+/// request) and barriers.
+pub fn profile_table(kernels: &[KernelProfile]) -> String {
     let mut s = format!(
         "{:<28} {:>8} {:>14} {:>9} {:>11} {:>10} {:>9} {:>10} {:>10} {:>9}\n",
         "kernel (emulated counts)",
@@ -499,21 +545,20 @@ pub fn profile_table(csv: &str) -> Result<String> {
         "barriers"
     );
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    for (k, v) in &per {
-        let [launches, wi, li, greq, gsec, gideal, _gbytes, sreq, swave, bars] = *v;
+    for k in kernels {
         s += &format!(
             "{:<28} {:>8} {:>14} {:>9.1} {:>11} {:>10.2} {:>8.0}% {:>10} {:>10} {:>9}\n",
-            k,
-            launches,
-            li,
-            ratio(li, wi),
-            greq,
-            ratio(gsec, greq),
-            100.0 * ratio(gideal, gsec),
-            sreq,
-            swave.saturating_sub(sreq),
-            bars
+            k.kernel,
+            k.launches,
+            k.lane_instructions,
+            ratio(k.lane_instructions, k.warp_instructions),
+            k.global_requests,
+            ratio(k.global_sectors, k.global_requests),
+            100.0 * ratio(k.global_ideal_sectors, k.global_sectors),
+            k.shared_requests,
+            k.shared_wavefronts.saturating_sub(k.shared_requests),
+            k.barriers
         );
     }
-    Ok(s)
+    s
 }

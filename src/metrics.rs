@@ -20,6 +20,14 @@ fn check_len(op: &'static str, pred: usize, y: usize) -> Result<()> {
     Ok(())
 }
 
+/// A fraction (an error rate, an accuracy) in percent, as `ssvae` reports them everywhere
+/// (console, metrics.csv's `_pct` columns, `eval --json`): rounded to 10⁻⁹ %, so that 0.2775
+/// reads 27.75 rather than 27.750000000000004 (a rate of k in n examples, n up to 10⁹, loses
+/// nothing by it).
+pub fn percent(fraction: f64) -> f64 {
+    (100.0 * fraction * 1e9).round() / 1e9
+}
+
 /// Fraction of `pred[i] != y[i]`, in [0, 1]. Errors: different lengths, empty input.
 pub fn error_rate(pred: &[usize], y: &[u8]) -> Result<f64> {
     check_len("error_rate", pred.len(), y.len())?;

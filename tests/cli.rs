@@ -34,18 +34,36 @@ fn train_eval_sample_on_digits() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "epoch,wall_s,examples_per_s,loss,labelled,ce,unlabelled,test_error,test_elbo,test_acc,test_nmi"
+        "epoch,unix_time,wall_s,examples_per_s,lr,loss,labelled,ce,unlabelled,test_error_pct,test_elbo,test_acc_pct,test_nmi"
     );
     assert_eq!(lines.len(), 3, "{csv}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let mut times = Vec::new();
     for (i, l) in lines[1..].iter().enumerate() {
         let cells: Vec<&str> = l.split(',').collect();
-        assert_eq!(cells.len(), 11, "{l}");
+        assert_eq!(cells.len(), 13, "{l}");
         assert_eq!(cells[0], (i + 1).to_string());
         for c in &cells[1..] {
             let v: f64 = c.parse().unwrap_or_else(|_| panic!("cell {c:?} of {l}"));
             assert!(v.is_finite(), "{l}");
         }
+        // When the row was written (Unix seconds, to the millisecond), and the epoch's rate.
+        let t: f64 = cells[1].parse().unwrap();
+        assert!(t <= now && t > now - 600.0, "{l}");
+        assert_eq!(cells[1].split('.').nth(1).map(str::len), Some(3), "{l}");
+        times.push(t);
+        assert_eq!(cells[4], "0.001", "{l}");
+        // Error and ACC in percent, and they add up to 100 (M2's classes are classes).
+        let (err, acc): (f64, f64) = (cells[9].parse().unwrap(), cells[11].parse().unwrap());
+        assert!(
+            (0.0..=100.0).contains(&err) && (err + acc - 100.0).abs() < 1e-9,
+            "{l}"
+        );
     }
+    assert!(times[0] <= times[1], "{csv}");
 
     // One checkpoint directory, the newest, with its four files.
     assert_eq!(
@@ -73,13 +91,11 @@ fn train_eval_sample_on_digits() {
         assert!(ev.contains(want), "{want} missing in {ev}");
     }
     // The reported test error is the one of the last CSV row.
-    let err_csv: f64 = lines[2].split(',').nth(7).unwrap().parse().unwrap();
-    assert!(ev.contains(&format!("{:.2}%", 100.0 * err_csv)), "{ev}");
-    // M2's q(z|x,y) depends on y: no latent-unit activity, and eval says why.
-    let err = fails(&["eval", d, "--data-dir", &dd, "--active-units"]);
+    // Both in percent: the console shows the CSV's value to two decimals.
+    let err_csv: f64 = lines[2].split(',').nth(9).unwrap().parse().unwrap();
     assert!(
-        err.contains("m2") && err.contains("--active-units"),
-        "{err}"
+        ev.contains(&format!("test error       {err_csv:.2}%")),
+        "{ev}"
     );
     // The confusion matrix: a row per true class, a column per predicted class, then the
     // class's error; its off-diagonal share is the test error.
@@ -104,7 +120,11 @@ fn train_eval_sample_on_digits() {
         total += n;
         wrong += n - counts[t];
     }
-    assert_eq!(wrong as f64 / total as f64, err_csv, "{cm}");
+    assert_eq!(
+        ssvae::metrics::percent(wrong as f64 / total as f64),
+        err_csv,
+        "{cm}"
+    );
 
     // Class-conditional grid: 10 classes × 10 samples of 8×8 with 1-pixel gaps.
     let png = dir.join("grid.png");
@@ -424,15 +444,16 @@ fn a_validation_set_is_held_out_and_reported_every_epoch() {
     let header: Vec<&str> = lines[0].split(',').collect();
     assert_eq!(
         header[header.len() - 2..],
-        ["val_error", "val_elbo"],
+        ["val_error_pct", "val_elbo"],
         "{csv}"
     );
     for line in &lines[1..] {
         let row: Vec<f64> = line.split(',').map(|c| c.parse().unwrap()).collect();
         let (err, elbo) = (row[row.len() - 2], row[row.len() - 1]);
-        // 200 examples: the error is a multiple of 1/200; the bound is a finite log-probability.
-        assert!((0.0..=1.0).contains(&err), "{line}");
-        assert!(((err * 200.0).round() - err * 200.0).abs() < 1e-9, "{line}");
+        // 200 examples: the error in percent is a multiple of 0.5; the bound is a finite
+        // log-probability.
+        assert!((0.0..=100.0).contains(&err), "{line}");
+        assert_eq!((err * 2.0).round(), err * 2.0, "{line}");
         assert!(elbo.is_finite() && elbo < 0.0, "{line}");
     }
     // More validation examples than the training set holds beside the labels: refused.
@@ -541,10 +562,10 @@ fn gmvae_reports_test_error_only_when_trained_with_labels() {
         let header: Vec<&str> = lines[0].split(',').collect();
         let row: Vec<&str> = lines[1].split(',').collect();
         let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
-        assert_eq!(!col("test_error").is_empty(), want_error, "{csv}");
+        assert_eq!(!col("test_error_pct").is_empty(), want_error, "{csv}");
         assert_eq!(stdout.contains("test error"), want_error, "{stdout}");
         assert!(
-            !col("test_acc").is_empty(),
+            !col("test_acc_pct").is_empty(),
             "ACC is reported either way: {csv}"
         );
         // The confusion matrix of a clustering run has cluster columns, and its per-class
@@ -566,9 +587,9 @@ fn gmvae_reports_test_error_only_when_trained_with_labels() {
             wrong += (err / 100.0 * n).round();
         }
         let want: f64 = if want_error {
-            col("test_error").parse().unwrap()
+            col("test_error_pct").parse::<f64>().unwrap() / 100.0
         } else {
-            1.0 - col("test_acc").parse::<f64>().unwrap()
+            1.0 - col("test_acc_pct").parse::<f64>().unwrap() / 100.0
         };
         assert!((wrong / total - want).abs() < 1e-12, "{cm}\nwant {want}");
     }
@@ -656,10 +677,10 @@ fn m1m2_starts_from_a_trained_vae_and_keeps_it_frozen() {
     // M2 learnt on the frozen features: well below the 90% of guessing among 10 classes.
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
-    let col = header.iter().position(|c| *c == "test_error").unwrap();
+    let col = header.iter().position(|c| *c == "test_error_pct").unwrap();
     let cells: Vec<&str> = csv.lines().last().unwrap().split(',').collect();
     let error: f64 = cells[col].parse().unwrap();
-    assert!(error < 0.75, "test error {error} after 15 epochs\n{csv}");
+    assert!(error < 75.0, "test error {error}% after 15 epochs\n{csv}");
     let config = std::fs::read_to_string(run.join("epoch-0015").join("config.json")).unwrap();
     assert!(
         config.contains("\"m1_from\"") && config.contains("\"freeze_m1_after\": 0"),

@@ -162,6 +162,7 @@ fn latent_activity_tells_collapsed_units_from_informative_ones() {
         ModelKind::M1,
         ModelKind::M1M2,
         ModelKind::Shot,
+        ModelKind::M2,
     ] {
         let model = build(kind);
         // A fresh encoder's means depend on x: every one of the 4 units varies.
@@ -182,9 +183,48 @@ fn latent_activity_tells_collapsed_units_from_informative_ones() {
         assert!(var.iter().all(|&v| v == 0.0), "{kind}: {var:?}");
         assert!(var.iter().all(|&v| v <= ACTIVE_UNIT_THRESHOLD));
     }
-    for kind in [ModelKind::M2, ModelKind::Gmvae, ModelKind::Classifier] {
+    for kind in [ModelKind::Gmvae, ModelKind::Classifier] {
         let model = build(kind);
         let err = latent_activity(model.as_ref(), &tt.test, &cfg).unwrap_err();
         assert!(err.to_string().contains("--active-units"), "{kind}: {err}");
     }
+}
+
+/// M2's posterior of z given x alone is the mixture q(z|x) = Σ_y q(y|x)·q(z|x,y), so its mean
+/// (what --active-units measures) is the q(y|x)-weighted sum of the class-conditional means.
+#[test]
+fn m2_latent_mean_weighs_each_class_mean_by_q_y_given_x() {
+    let (n, k, z) = (5, 10, 4);
+    let model = models::build(
+        &spec(ModelKind::M2, 1000),
+        &mut Rng::new(3, INIT_STREAM),
+        Device::Cpu,
+    )
+    .unwrap();
+    let x = Tensor::rand(vec![n, 64], Rng::new(1, 2).next_key(n * 64), Device::Cpu).unwrap();
+    let mean = model.latent_mean(&x).unwrap();
+    assert_eq!(mean.dims(), [n, z]);
+    let q = model
+        .classify(&x)
+        .unwrap()
+        .softmax()
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let mut want = vec![0.0f64; n * z];
+    let mut class_means = Vec::new();
+    for y in 0..k as u32 {
+        let onehot = Tensor::one_hot(&[y; 5], k, Device::Cpu).unwrap();
+        let mu = model.style(&x, &onehot).unwrap().to_vec().unwrap();
+        for (i, w) in want.iter_mut().enumerate() {
+            *w += q[(i / z) * k + y as usize] as f64 * mu[i] as f64;
+        }
+        class_means.push(mu);
+    }
+    let mean = mean.to_vec().unwrap();
+    for (got, want) in mean.iter().zip(&want) {
+        assert!((*got as f64 - want).abs() < 1e-5, "{mean:?} vs {want:?}");
+    }
+    // Not any one class's mean: y is summed out.
+    assert!(class_means.iter().all(|mu| mu != &mean));
 }

@@ -1,10 +1,14 @@
 //! `ssvae eval DIR`: a checkpoint's test error, ELBO and clustering ACC/NMI, and on request
 //! the confusion matrix, the active latent units and the importance-weighted bound (with its
-//! progress and an estimate of its time, refused when absurd unless `--force`).
+//! progress and an estimate of its time, refused when absurd unless `--force`); printed for
+//! people, or with `--json` as one JSON document on stdout (progress stays on stderr).
+//! Everything requested but the slow IWAE bound is measured before anything is printed, so a
+//! request the model cannot answer fails before any output.
 
 use super::{is_clustering, load_run_data};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 use ssvae::backend::cuda::parse_device;
 use ssvae::train::checkpoint;
 use ssvae::train::{evaluate_all, iwae_bound, latent_activity, IwaeProgress};
@@ -40,6 +44,65 @@ pub struct EvalArgs {
     /// Run an --iwae-k evaluation even when it is estimated to take more than 24 hours
     #[arg(long)]
     force: bool,
+    /// Print one JSON document on stdout instead of the text: checkpoint, model, dataset,
+    /// labels, seed, epoch, step, test_error_pct, test_elbo, test_acc_pct, test_nmi (null where
+    /// the model has none), and confusion, active_units, test_iwae when asked for
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `eval` measured: the `--json` document, and what the text is printed from.
+#[derive(Serialize)]
+struct EvalReport {
+    checkpoint: String,
+    model: &'static str,
+    dataset: String,
+    labels: usize,
+    seed: u64,
+    epoch: usize,
+    step: usize,
+    /// Percent, as metrics.csv's column.
+    test_error_pct: Option<f64>,
+    /// Nats per example.
+    test_elbo: Option<f64>,
+    /// Percent.
+    test_acc_pct: Option<f64>,
+    test_nmi: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confusion: Option<Confusion>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active_units: Option<ActiveUnits>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test_iwae: Option<Iwae>,
+}
+
+/// `--confusion`: counts per true class (rows) and predicted class or cluster (columns).
+#[derive(Serialize)]
+struct Confusion {
+    /// "class" or "cluster": what the columns are.
+    columns: &'static str,
+    counts: Vec<Vec<usize>>,
+    /// The table printed without --json.
+    #[serde(skip)]
+    table: String,
+}
+
+/// `--active-units`.
+#[derive(Serialize)]
+struct ActiveUnits {
+    /// Units whose variance exceeds `threshold`.
+    active: usize,
+    threshold: f64,
+    /// Var_x E[z|x] of each unit, in unit order.
+    variance: Vec<f64>,
+}
+
+/// `--iwae-k K`.
+#[derive(Serialize)]
+struct Iwae {
+    k: usize,
+    /// The bound on the mean log p(x), nats per example.
+    bound: f64,
 }
 
 /// An --iwae-k evaluation estimated (on its second chunk of draws) to take longer than this is
@@ -154,8 +217,37 @@ impl IwaeWatch {
     }
 }
 
-fn pct(v: f64) -> String {
-    format!("{:.2}%", 100.0 * v)
+/// The text of `report` (all but the IWAE bound, which comes later).
+fn print_text(r: &EvalReport) {
+    println!(
+        "{}: {} on {}, {} labels, seed {}, epoch {} (step {})",
+        r.checkpoint, r.model, r.dataset, r.labels, r.seed, r.epoch, r.step
+    );
+    if let Some(e) = r.test_error_pct {
+        println!("test error       {e:.2}%");
+    }
+    if let Some(v) = r.test_elbo {
+        println!("test ELBO        {v:.3} nats");
+    }
+    if let (Some(a), Some(n)) = (r.test_acc_pct, r.test_nmi) {
+        println!("clustering ACC   {a:.2}%");
+        println!("clustering NMI   {n:.4}");
+    }
+    if let Some(c) = &r.confusion {
+        print!("{}", c.table);
+    }
+    if let Some(au) = &r.active_units {
+        let mut sorted = au.variance.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let list: Vec<String> = sorted.iter().map(|v| format!("{v:.4}")).collect();
+        println!(
+            "active units     {} of {} (Var_x E[z|x] > {}; per unit, largest first: {})",
+            au.active,
+            au.variance.len(),
+            au.threshold,
+            list.join(" ")
+        );
+    }
 }
 
 /// `eval DIR`.
@@ -168,58 +260,72 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
         data_dir,
         device,
         force,
+        json,
     } = args;
     let device = parse_device(&device)?;
     let (ckpt, mut rc, model) = checkpoint::load_model(&dir, device)?;
     rc.train.device = device;
     let tt = load_run_data(&rc, data_dir)?;
-    println!(
-        "{}: {} on {}, {} labels, seed {}, epoch {} (step {})",
-        ckpt.display(),
-        model.name(),
-        rc.dataset,
-        rc.labels,
-        rc.seed,
-        rc.epoch,
-        rc.step
-    );
     let ev = evaluate_all(model.as_ref(), &tt.test, &rc.train)?;
     let clustering = is_clustering(&rc.model);
-    if let Some(e) = ev.error.filter(|_| !clustering) {
-        println!("test error       {}", pct(e));
-    }
-    if let Some(v) = ev.neg_elbo {
-        println!("test ELBO        {:.3} nats", -v);
-    }
-    if let (Some(a), Some(n)) = (ev.acc, ev.nmi) {
-        println!("clustering ACC   {}", pct(a));
-        println!("clustering NMI   {n:.4}");
-    }
-    if confusion {
-        let table = ssvae::metrics::confusion_table(
-            &ev.predictions,
-            &tt.test.y,
-            ev.clusters,
-            tt.test.classes,
-            clustering,
-        )?;
-        print!("{table}");
-    }
-    if active_units {
-        let var = latent_activity(model.as_ref(), &tt.test, &rc.train)?;
-        let active = var
-            .iter()
-            .filter(|&&v| v > ssvae::metrics::ACTIVE_UNIT_THRESHOLD)
-            .count();
-        let mut sorted = var.clone();
-        sorted.sort_by(|a, b| b.total_cmp(a));
-        let list: Vec<String> = sorted.iter().map(|v| format!("{v:.4}")).collect();
-        println!(
-            "active units     {active} of {} (Var_x E[z|x] > {}; per unit, largest first: {})",
-            var.len(),
-            ssvae::metrics::ACTIVE_UNIT_THRESHOLD,
-            list.join(" ")
-        );
+    let percent = |v: Option<f64>| v.map(ssvae::metrics::percent);
+    let confusion = match confusion {
+        true => {
+            let table = ssvae::metrics::confusion_table(
+                &ev.predictions,
+                &tt.test.y,
+                ev.clusters,
+                tt.test.classes,
+                clustering,
+            )?;
+            // metrics::confusion counts [predicted][true]; the rows here are true classes.
+            let c = ssvae::metrics::confusion(
+                &ev.predictions,
+                &tt.test.y,
+                ev.clusters,
+                tt.test.classes,
+            )?;
+            let counts = (0..tt.test.classes)
+                .map(|t| c.iter().map(|row| row[t]).collect())
+                .collect();
+            Some(Confusion {
+                columns: if clustering { "cluster" } else { "class" },
+                counts,
+                table,
+            })
+        }
+        false => None,
+    };
+    let active_units = match active_units {
+        true => {
+            let variance = latent_activity(model.as_ref(), &tt.test, &rc.train)?;
+            let threshold = ssvae::metrics::ACTIVE_UNIT_THRESHOLD;
+            Some(ActiveUnits {
+                active: variance.iter().filter(|&&v| v > threshold).count(),
+                threshold,
+                variance,
+            })
+        }
+        false => None,
+    };
+    let mut report = EvalReport {
+        checkpoint: ckpt.display().to_string(),
+        model: model.name(),
+        dataset: rc.dataset.clone(),
+        labels: rc.labels,
+        seed: rc.seed,
+        epoch: rc.epoch,
+        step: rc.step,
+        test_error_pct: percent(ev.error.filter(|_| !clustering)),
+        test_elbo: ev.neg_elbo.map(|v| -v),
+        test_acc_pct: percent(ev.acc.filter(|_| ev.nmi.is_some())),
+        test_nmi: ev.nmi.filter(|_| ev.acc.is_some()),
+        confusion,
+        active_units,
+        test_iwae: None,
+    };
+    if !json {
+        print_text(&report);
     }
     if iwae_k > 0 {
         let mut watch = IwaeWatch::new(iwae_k, force);
@@ -235,7 +341,16 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
         if let Some(b) = watch.bar.take() {
             b.finish_and_clear();
         }
-        println!("test IWAE (K={iwae_k}) {:.3} nats", bound?);
+        let bound = bound?;
+        if !json {
+            println!("test IWAE (K={iwae_k}) {bound:.3} nats");
+        }
+        report.test_iwae = Some(Iwae { k: iwae_k, bound });
+    }
+    if json {
+        let doc = serde_json::to_string(&report)
+            .map_err(|e| Error::msg(format!("writing the JSON report: {e}")))?;
+        println!("{doc}");
     }
     Ok(())
 }

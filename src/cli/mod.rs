@@ -2,6 +2,7 @@
 //! `bench`, which is a thin wrapper over `ssvae::bench`.
 
 mod eval;
+mod interrupt;
 mod sample;
 mod train;
 mod train_loop;
@@ -32,7 +33,9 @@ enum Command {
     /// Train a model and report per-epoch loss, ELBO and test error.
     ///
     /// Writes DIR/metrics.csv (a row per epoch) and a checkpoint after every epoch
-    /// (DIR/epoch-NNNN/, the newest named by DIR/LATEST).
+    /// (DIR/epoch-NNNN/, the newest named by DIR/LATEST). Ctrl-C or SIGTERM stops at the next
+    /// step with a checkpoint of it (DIR/step-NNNNNNNN/) and the command that continues the
+    /// run (exit status 130 for Ctrl-C, 143 for SIGTERM); a second one exits at once.
     Train(Box<train::TrainArgs>),
     /// Evaluate a checkpoint on the test set: error, ELBO, clustering ACC/NMI, and with
     /// --iwae-k K the importance-weighted bound on log p(x).
@@ -56,6 +59,11 @@ enum Command {
         /// workloads, and M2-mlp at 100 + 100), in ms/step
         #[arg(long)]
         steps: bool,
+        /// Print one JSON document on stdout instead of the table: device, threads, quick,
+        /// emulated, measurements (name, shape, median_s, rate, unit) and, with --profile,
+        /// profile (counts per kernel); the table lines go to stderr as they are measured
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -68,17 +76,18 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Train(args) => train::train_cmd(*args, &matches),
-        Command::Eval(args) => eval::eval_cmd(args),
-        Command::Sample(args) => sample::sample_cmd(args),
+        Command::Eval(args) => eval::eval_cmd(args).map(|()| ExitCode::SUCCESS),
+        Command::Sample(args) => sample::sample_cmd(args).map(|()| ExitCode::SUCCESS),
         Command::Bench {
             device,
             quick,
             profile,
             steps,
-        } => bench_cmd(&device, quick, profile, steps),
+            json,
+        } => bench_cmd(&device, quick, profile, steps, json).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -133,9 +142,22 @@ fn run_dir_of(dir: &Path, ckpt: &Path) -> PathBuf {
     }
 }
 
+/// `bench --json`: the run and its results.
+#[derive(serde::Serialize)]
+struct BenchReport {
+    device: String,
+    threads: usize,
+    quick: bool,
+    emulated: bool,
+    measurements: Vec<bench::Measurement>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<Vec<bench::KernelProfile>>,
+}
+
 /// `bench`. With `profile`, the stand-in driver is told (before it starts) to write one CSV row
-/// of counts per launch to a temporary file, summed per kernel after the run.
-fn bench_cmd(device: &str, quick: bool, profile: bool, steps_only: bool) -> Result<()> {
+/// of counts per launch to a temporary file, summed per kernel after the run. With `json`, the
+/// table goes to stderr line by line and the results to stdout as one JSON document.
+fn bench_cmd(device: &str, quick: bool, profile: bool, steps_only: bool, json: bool) -> Result<()> {
     let profile_file = if profile {
         let path = std::env::temp_dir().join(format!("ssvae-profile-{}.csv", std::process::id()));
         let _ = std::fs::remove_file(&path);
@@ -155,7 +177,16 @@ fn bench_cmd(device: &str, quick: bool, profile: bool, steps_only: bool) -> Resu
              stand-in libcuda of ptxemu/ on the loader path (scripts/install-ptxemu.sh)",
         ));
     }
-    println!(
+    // The table: on stdout, or beside the JSON on stderr (as progress).
+    let line = |s: &str| {
+        if json {
+            eprintln!("{s}");
+        } else {
+            println!("{s}");
+            let _ = std::io::stdout().flush();
+        }
+    };
+    line(&format!(
         "ssvae bench on {device} ({} threads){}{}",
         rayon::current_num_threads(),
         if quick { ", quick" } else { "" },
@@ -165,22 +196,37 @@ fn bench_cmd(device: &str, quick: bool, profile: bool, steps_only: bool) -> Resu
         } else {
             ""
         }
-    );
-    println!("{}", bench::header());
-    bench::run(device, quick, steps_only, |m| {
-        println!("{}", bench::format_line(m));
-        let _ = std::io::stdout().flush();
-    })?;
-    if let Some(path) = profile_file {
-        let csv = std::fs::read_to_string(&path).map_err(|e| {
-            Error::Msg(format!(
-                "reading the interpreter's profile {}: {e}",
-                path.display()
-            ))
-        })?;
+    ));
+    line(&bench::header());
+    let measurements = bench::run(device, quick, steps_only, |m| line(&bench::format_line(m)))?;
+    let profile = match profile_file {
+        Some(path) => {
+            let csv = std::fs::read_to_string(&path).map_err(|e| {
+                Error::Msg(format!(
+                    "reading the interpreter's profile {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let _ = std::fs::remove_file(&path);
+            Some(bench::profile_summary(&csv)?)
+        }
+        None => None,
+    };
+    if json {
+        let report = BenchReport {
+            device: device.to_string(),
+            threads: rayon::current_num_threads(),
+            quick,
+            emulated,
+            measurements,
+            profile,
+        };
+        let doc = serde_json::to_string(&report)
+            .map_err(|e| Error::msg(format!("writing the JSON report: {e}")))?;
+        println!("{doc}");
+    } else if let Some(kernels) = profile {
         println!();
-        print!("{}", bench::profile_table(&csv)?);
-        let _ = std::fs::remove_file(&path);
+        print!("{}", bench::profile_table(&kernels));
     }
     Ok(())
 }

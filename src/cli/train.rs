@@ -1,6 +1,6 @@
 //! `ssvae train`: the flags, a new run (model, split and optimiser state from the seed) or the
-//! exact continuation of a saved one (`--resume`), and the loop that checkpoints after every
-//! epoch and turns a non-finite loss into a message naming the last good checkpoint.
+//! exact continuation of a saved one (`--resume`, also from a checkpoint written part-way
+//! through an epoch by Ctrl-C), and which checkpoints it keeps (`--keep-last`, `--save-best`).
 
 use super::train_loop::train_loop;
 use super::{load_run_data, positive, run_dir_of, Cli};
@@ -8,13 +8,14 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory};
 use ssvae::backend::cuda::{ensure_available, parse_device};
 use ssvae::data::{self, Dataset, DatasetName, SemiSupervised};
-use ssvae::models::{self, Arch, ModelKind, ModelSpec};
+use ssvae::models::{self, Arch, Model, ModelKind, ModelSpec};
 use ssvae::rng::Rng;
-use ssvae::train::checkpoint::{self, RunConfig};
+use ssvae::train::checkpoint::{self, BestMetric, Retention, RunConfig};
 use ssvae::train::log::MetricsLog;
 use ssvae::train::{TrainConfig, TrainState, INIT_STREAM};
 use ssvae::{Device, Error, Result};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 /// The flags of `ssvae train`.
 #[derive(Args)]
@@ -71,11 +72,20 @@ pub struct TrainArgs {
     /// [default: runs/<model>-<dataset>-<labels>-s<seed>]
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run in DIR exactly where its last checkpoint stopped (its saved
-    /// settings apply, its device included; only --epochs, --device, --data-dir,
-    /// --lr-milestones, --lr-gamma and --freeze-m1-after may be given)
+    /// Continue the run in DIR exactly where its last checkpoint stopped, also part-way
+    /// through an epoch (its saved settings apply, its device included; only --epochs,
+    /// --device, --data-dir, --lr-milestones, --lr-gamma, --freeze-m1-after, --keep-last and
+    /// --save-best may be given)
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// Keep the N newest epoch checkpoints (DIR/epoch-NNNN/), deleting older ones as new ones
+    /// are written [default: 1, or the run's own with --resume]
+    #[arg(long, value_name = "N")]
+    keep_last: Option<usize>,
+    /// Also keep a copy of the checkpoint with the lowest validation error in DIR/best/
+    /// (best.json says its epoch and value; needs --validation N). Metric: val_error
+    #[arg(long, value_name = "METRIC")]
+    save_best: Option<String>,
     /// Start over in an --out directory that already holds a checkpoint
     #[arg(long)]
     overwrite: bool,
@@ -127,7 +137,7 @@ pub struct TrainArgs {
 
 /// Flags of `train` that `--resume` accepts (the rest come from the checkpoint; `resume`
 /// first).
-const RESUME_FLAGS: [&str; 7] = [
+const RESUME_FLAGS: [&str; 9] = [
     "resume",
     "epochs",
     "device",
@@ -135,6 +145,8 @@ const RESUME_FLAGS: [&str; 7] = [
     "lr_milestones",
     "lr_gamma",
     "freeze_m1_after",
+    "keep_last",
+    "save_best",
 ];
 
 /// The ids of `sub`'s arguments given on the command line (not defaulted).
@@ -172,8 +184,9 @@ fn flag_name(id: &str) -> String {
 }
 
 /// `train`: a new run, or with `--resume` the continuation of a saved one (`matches`: the
-/// parsed command line, to tell the flags given from the defaults).
-pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
+/// parsed command line, to tell the flags given from the defaults). The exit code is success,
+/// or 128 + the signal's number when Ctrl-C or SIGTERM stopped training.
+pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode> {
     let TrainArgs {
         model,
         dataset,
@@ -193,6 +206,8 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         arch,
         out,
         resume,
+        keep_last,
+        save_best,
         overwrite,
         steps_per_epoch,
         device,
@@ -207,6 +222,10 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
     } = args;
     let given = given_flags(matches, "train");
     positive("--epochs", epochs)?;
+    if let Some(n) = keep_last {
+        positive("--keep-last", n)?;
+    }
+    let save_best: Option<BestMetric> = save_best.map(|m| m.parse()).transpose()?;
     if let Some(dir) = resume {
         let extra: Vec<String> = given
             .iter()
@@ -231,6 +250,8 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
             lr_milestones: was_given("lr_milestones").then_some(lr_milestones),
             lr_gamma: was_given("lr_gamma").then_some(lr_gamma),
             freeze_m1_after,
+            keep_last,
+            save_best,
         };
         // The saved device unless one is asked for: a CPU run resumed on a GPU
         // machine stays on the CPU, so it continues with the same numbers.
@@ -238,6 +259,12 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
             .then(|| parse_device(&device))
             .transpose()?;
         return resume_run(&dir, change, device, data_dir);
+    }
+    if save_best.is_some() && validation == 0 {
+        return Err(Error::invalid(
+            "--save-best",
+            "ranks checkpoints by their validation error, so it needs a validation set: add --validation N",
+        ));
     }
     let device = parse_device(&device)?;
     positive("--batch-size", batch_size)?;
@@ -275,6 +302,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         }
         checkpoint::clear(&out)?;
     }
+    let resume_hint = resume_command(&out, data_dir.as_deref());
     let dir = data_dir.unwrap_or_else(data::default_data_dir);
     let tt = data::load(name, &dir)?;
     let input = (tt.train.channels, tt.train.height, tt.train.width);
@@ -306,6 +334,11 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         },
     };
     let model = models::build(&spec, &mut rng, device)?;
+    let retention = Retention {
+        keep_last: keep_last.unwrap_or(Retention::default().keep_last),
+        save_best,
+    };
+    check_save_best(&retention, &spec, model.as_ref())?;
     let m1_from = match m1_from {
         Some(dir) => {
             let ckpt = checkpoint::load_m1_weights(&dir, &spec, name.as_str(), model.as_ref())?;
@@ -368,11 +401,72 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         epoch: 0,
         step: 0,
         m1_from,
+        steps_into_epoch: 0,
+        retention,
     };
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let state = TrainState::new(model.as_ref(), &split, &rc.train)?;
     let log = MetricsLog::create(&out)?;
-    train_loop(&out, rc, model.as_ref(), &tt, &split, state, log, None)
+    train_loop(
+        &out,
+        rc,
+        model.as_ref(),
+        &tt,
+        &split,
+        state,
+        log,
+        None,
+        &resume_hint,
+    )
+}
+
+/// Refuses `--save-best val_error` for a model without an error rate (a generative model, a
+/// clustering GMVAE); the validation set is checked where the flag is read.
+fn check_save_best(retention: &Retention, spec: &ModelSpec, model: &dyn Model) -> Result<()> {
+    let Some(metric) = retention.save_best else {
+        return Ok(());
+    };
+    match metric {
+        BestMetric::ValError if !model.classifies() => Err(Error::invalid(
+            "--save-best",
+            format!(
+                "{} does not classify, so it has no validation error to rank by",
+                spec.kind
+            ),
+        )),
+        BestMetric::ValError if super::is_clustering(spec) => Err(Error::invalid(
+            "--save-best",
+            "a GMVAE trained without labels has clusters, not classes, so no validation error",
+        )),
+        BestMetric::ValError => Ok(()),
+    }
+}
+
+/// The command that continues the run in `run_dir`, for a message that tells it: the
+/// `--data-dir` given to this one is passed on (the data directory is not saved with the run).
+fn resume_command(run_dir: &Path, data_dir: Option<&Path>) -> String {
+    let mut words = vec![
+        "ssvae".to_string(),
+        "train".into(),
+        "--resume".into(),
+        shell_word(&run_dir.to_string_lossy()),
+    ];
+    if let Some(d) = data_dir {
+        words.push("--data-dir".into());
+        words.push(shell_word(&d.to_string_lossy()));
+    }
+    words.join(" ")
+}
+
+/// `s` as one word of a POSIX shell command: as is when it holds no character the shell would
+/// interpret, else in single quotes.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:=+,@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// The semi-supervised split of a run, with errors phrased for `--labels`.
@@ -399,6 +493,8 @@ struct ResumeChange {
     lr_milestones: Option<Vec<usize>>,
     lr_gamma: Option<f32>,
     freeze_m1_after: Option<usize>,
+    keep_last: Option<usize>,
+    save_best: Option<BestMetric>,
 }
 
 /// `train --resume DIR`: rebuild model, optimiser, RNG and batchers from DIR's latest
@@ -410,7 +506,8 @@ fn resume_run(
     change: ResumeChange,
     device: Option<Device>,
     data_dir: Option<PathBuf>,
-) -> Result<()> {
+) -> Result<ExitCode> {
+    let data_dir_given = data_dir.clone();
     let ckpt = checkpoint::resolve(dir)?;
     let mut rc = checkpoint::load_config(&ckpt)?;
     let run_dir = run_dir_of(dir, &ckpt);
@@ -422,10 +519,37 @@ fn resume_run(
     if let Some(e) = change.epochs {
         rc.train.epochs = e;
     }
+    // An epoch stopped part-way counts as trained: its steps so far had its rate.
     rc.train
-        .reschedule(change.lr_milestones, change.lr_gamma, rc.epoch)?;
+        .reschedule(change.lr_milestones, change.lr_gamma, rc.epochs_begun())?;
     if let Some(e) = change.freeze_m1_after {
-        rc.model.freeze_m1_from(e, rc.epoch)?;
+        rc.model.freeze_m1_from(e, rc.epochs_begun())?;
+    }
+    if let Some(n) = change.keep_last {
+        rc.retention.keep_last = n;
+    }
+    if let Some(m) = change.save_best {
+        if rc.validation == 0 {
+            return Err(Error::invalid(
+                "--save-best",
+                format!(
+                    "ranks checkpoints by their validation error, but the run in {} holds out no validation set (--validation N is fixed when a run starts)",
+                    run_dir.display()
+                ),
+            ));
+        }
+        rc.retention.save_best = Some(m);
+    }
+    if rc.epochs_begun() > rc.train.epochs {
+        return Err(Error::invalid(
+            "--epochs",
+            format!(
+                "{} stopped part-way through epoch {}, so --epochs must be at least {}",
+                ckpt.display(),
+                rc.epoch + 1,
+                rc.epoch + 1
+            ),
+        ));
     }
     if rc.epoch >= rc.train.epochs {
         println!(
@@ -435,9 +559,10 @@ fn resume_run(
             rc.train.epochs,
             rc.epoch
         );
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let model = checkpoint::build_model(&ckpt, &rc, device)?;
+    check_save_best(&rc.retention, &rc.model, model.as_ref())?;
     let tt = load_run_data(&rc, data_dir)?;
     let split = make_split(&tt.train, rc.labels, rc.validation, rc.seed)?;
     if split.labelled.len() != rc.model.n_labelled {
@@ -451,14 +576,19 @@ fn resume_run(
     let state = checkpoint::load_train_state(&ckpt, model.as_ref(), &split, &rc.train)?;
     let log = MetricsLog::resume(&run_dir, rc.epoch)?;
     println!(
-        "resuming {} on {} from {} (epoch {}, step {}) to epoch {}, device {device}",
+        "resuming {} on {} from {} (epoch {}, step {}{}) to epoch {}, device {device}",
         model.name(),
         rc.dataset,
         ckpt.display(),
         rc.epoch,
         rc.step,
+        match rc.steps_into_epoch {
+            0 => String::new(),
+            n => format!(", {n} steps into epoch {}", rc.epoch + 1),
+        },
         rc.train.epochs
     );
+    let resume_hint = resume_command(&run_dir, data_dir_given.as_deref());
     train_loop(
         &run_dir,
         rc,
@@ -468,6 +598,7 @@ fn resume_run(
         state,
         log,
         Some(ckpt),
+        &resume_hint,
     )
 }
 

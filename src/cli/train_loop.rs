@@ -1,8 +1,11 @@
 //! The loop of `ssvae train`, new or resumed: `fit_with` and an observer that shows a
 //! progress bar with examples/s during an epoch, then writes the epoch's row in metrics.csv
-//! and its checkpoint and prints a one-line summary; a non-finite loss ends it with a message
-//! naming the last good checkpoint.
+//! and its checkpoint (and with `--save-best` the best one's copy) and prints a one-line
+//! summary; a non-finite loss ends it with a message naming the last good checkpoint, and
+//! Ctrl-C or SIGTERM at the next step boundary with a checkpoint of that step and the command
+//! that continues from it.
 
+use super::interrupt::Interrupt;
 use super::is_clustering;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ssvae::data::{self, Dataset, SemiSupervised};
@@ -15,6 +18,7 @@ use ssvae::train::{
 use ssvae::{Error, Result};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 /// What `train` does after each step and epoch: progress bar, metrics row, checkpoint, line.
 struct CliObserver<'a> {
@@ -28,6 +32,8 @@ struct CliObserver<'a> {
     show_bar: bool,
     /// The newest checkpoint on disk.
     last_ckpt: Option<PathBuf>,
+    /// Raised by Ctrl-C or SIGTERM.
+    interrupt: Interrupt,
 }
 
 impl CliObserver<'_> {
@@ -73,12 +79,29 @@ impl Observer for CliObserver<'_> {
         };
         self.log.append(r, !clustering, val.as_ref())?;
         let path = checkpoint::save(self.run_dir, &self.rc, self.model, state)?;
+        let mut line = epoch_line(r, clustering, val.as_ref());
+        if let Some(metric) = self.rc.retention.save_best {
+            // The one metric, val_error, in the percent of its metrics.csv column.
+            let value = val
+                .as_ref()
+                .and_then(|v| v.error)
+                .map(ssvae::metrics::percent);
+            if let Some(v) = value {
+                if checkpoint::save_best(self.run_dir, &path, metric, v)? {
+                    line += &format!("  (best {}: saved)", metric.as_str());
+                }
+            }
+        }
         self.last_ckpt = Some(path);
-        println!("{}", epoch_line(r, clustering, val.as_ref()));
+        println!("{line}");
         std::io::stdout()
             .flush()
             .map_err(|e| Error::io("stdout", e))?;
         Ok(())
+    }
+
+    fn stop_requested(&mut self) -> bool {
+        self.interrupt.requested()
     }
 }
 
@@ -115,7 +138,10 @@ fn epoch_line(r: &EpochReport, clustering: bool, val: Option<&Evaluation>) -> St
 }
 
 /// Train from `state` to `rc.train.epochs`, checkpointing into `run_dir` after each epoch.
-/// A non-finite loss stops training with a message naming the last good checkpoint.
+/// A non-finite loss stops training with a message naming the last good checkpoint. Ctrl-C or
+/// SIGTERM stops it at the next step boundary: a checkpoint of that step is written (none is
+/// needed at an epoch boundary, whose checkpoint is there), `resume_hint` (the command that
+/// continues the run) is printed, and the exit code is 128 + the signal's number.
 #[allow(clippy::too_many_arguments)]
 pub fn train_loop(
     run_dir: &Path,
@@ -126,7 +152,8 @@ pub fn train_loop(
     mut state: TrainState,
     log: MetricsLog,
     last_ckpt: Option<PathBuf>,
-) -> Result<()> {
+    resume_hint: &str,
+) -> Result<ExitCode> {
     let cfg = rc.train.clone();
     let validation = if split.validation.is_empty() {
         None
@@ -142,6 +169,7 @@ pub fn train_loop(
         bar: None,
         show_bar: std::io::stdout().is_terminal(),
         last_ckpt,
+        interrupt: Interrupt::install()?,
     };
     let result = fit_with(
         model, &tt.train, &tt.test, split, &cfg, &mut state, &mut obs,
@@ -150,6 +178,7 @@ pub fn train_loop(
         pb.abandon();
     }
     match result {
+        Ok(_) if state.epoch < cfg.epochs => interrupted(&obs, &state, resume_hint),
         Ok(_) => {
             if let Some(p) = &obs.last_ckpt {
                 println!(
@@ -158,7 +187,7 @@ pub fn train_loop(
                     obs.log.path().display()
                 );
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Err(Error::NonFinite { what }) => {
             let hint = match &obs.last_ckpt {
@@ -175,4 +204,34 @@ pub fn train_loop(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The end of a run that Ctrl-C or SIGTERM stopped (`state` as `fit_with` left it): save the
+/// step it stopped at unless it stopped at an epoch boundary (whose checkpoint is on disk),
+/// say where and how to continue, and give the exit code of the signal.
+fn interrupted(obs: &CliObserver, state: &TrainState, resume_hint: &str) -> Result<ExitCode> {
+    let at = match &state.partial {
+        Some(p) => {
+            let path = checkpoint::save(obs.run_dir, &obs.rc, obs.model, state)?;
+            Some(format!(
+                "{} (epoch {}, {} of its steps done)",
+                path.display(),
+                state.epoch + 1,
+                p.steps_done
+            ))
+        }
+        None => obs
+            .last_ckpt
+            .as_ref()
+            .map(|p| format!("{} (end of epoch {})", p.display(), state.epoch)),
+    };
+    let name = obs.interrupt.name();
+    match at {
+        Some(at) => eprintln!(
+            "interrupted by {name} after step {}; checkpoint {at}\ncontinue with: {resume_hint}",
+            state.step
+        ),
+        None => eprintln!("interrupted by {name} before the first step; no checkpoint was written"),
+    }
+    Ok(ExitCode::from(obs.interrupt.exit_status()))
 }

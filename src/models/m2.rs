@@ -408,6 +408,10 @@ impl Model for M2 {
     fn style(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         self.style_mean(x, y)
     }
+
+    fn latent_mean(&self, x: &Tensor) -> Result<Tensor> {
+        self.posterior_mean(x)
+    }
 }
 
 // Evaluation and sampling hooks (kept apart from the training bounds above).
@@ -416,6 +420,28 @@ impl M2 {
     pub fn style_mean(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         let hx = self.enc_x.forward(x)?;
         Ok(self.encode_z(&hx, y)?.0)
+    }
+
+    /// E[z|x] = Σ_y q(y|x)·μ(x, y) [n, z_dim]: the mean of M2's posterior of z given x alone,
+    /// q(z|x) = Σ_y q(y|x)·q(z|x,y), with y summed out exactly (what `eval --active-units`
+    /// measures). Combined on the host: an evaluation hook, not a training op.
+    pub fn posterior_mean(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, k, z) = (
+            x.dim("m2 posterior_mean", 0)?,
+            self.cfg.classes,
+            self.cfg.z_dim,
+        );
+        let q = self.classify(x)?.softmax()?.to_vec()?;
+        let hx = self.enc_x.forward(x)?;
+        let mut mean = vec![0.0f32; n * z];
+        for y in 0..k {
+            let onehot = Tensor::one_hot(&vec![y as u32; n], k, x.device())?;
+            let mu = self.encode_z(&hx, &onehot)?.0.to_vec()?;
+            for (i, (m, u)) in mean.iter_mut().zip(&mu).enumerate() {
+                *m += q[(i / z) * k + y] * u;
+            }
+        }
+        Tensor::from_vec(mean, [n, z], x.device())
     }
 
     /// `[n, k]` log importance weights with y summed out exactly: for each of the k draws, one

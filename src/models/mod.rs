@@ -476,9 +476,10 @@ pub trait Model: Module {
             "importance weights (eval --iwae-k)",
         ))
     }
-    /// The mean of the x-conditioned Gaussian posterior, `E_q(z|x)[z]`, `[n, z_dim]`, for inputs
-    /// [n, D]: z of vae and shot, M1's z1 of m1 and m1m2 (models whose q(z|x, y) depends on y
-    /// have none). What [`crate::metrics::active_units`] measures. The default is an error.
+    /// The mean of the x-conditioned posterior, `E_q(z|x)[z]`, `[n, z_dim]`, for inputs [n, D]:
+    /// z of vae and shot, M1's z1 of m1 and m1m2, and for m2, whose q(z|x, y) depends on y, the
+    /// mean Σ_y q(y|x)·μ(x, y) of the mixture q(z|x). What [`crate::metrics::active_units`]
+    /// measures. The default is an error.
     fn latent_mean(&self, _x: &Tensor) -> Result<Tensor> {
         Err(unsupported(
             self.name(),

@@ -1,27 +1,34 @@
 //! Checkpoints: everything needed to rebuild a trained model, evaluate it, or continue its
 //! training exactly where it stopped.
 //!
-//! A run directory `DIR` holds one checkpoint directory per saved epoch, `DIR/epoch-NNNN/`:
+//! A run directory `DIR` holds a checkpoint directory per saved epoch, `DIR/epoch-NNNN/`, and
+//! for a run stopped part-way through an epoch (Ctrl-C) one named by its global step,
+//! `DIR/step-NNNNNNNN/`:
 //!
 //! * `model.safetensors`: every tensor of [`nn::state`] (parameters and buffers) by name, f32;
 //! * `optimizer.safetensors`: Adam's first and second moments, `m/<param>` and `v/<param>`;
 //! * `config.json`: the [`RunConfig`] (model spec, dataset, labels, seed, training config,
-//!   epoch and step);
-//! * `state.json`: Adam's step count, the training RNG and both batchers' positions.
+//!   epoch and step, which checkpoints to keep);
+//! * `state.json`: Adam's step count, the training RNG, both batchers' positions and, in a
+//!   mid-epoch checkpoint, how far the epoch had got ([`EpochProgress`]: its steps, examples
+//!   and running loss sums, so that finishing it gives the numbers of an uninterrupted epoch).
 //!
 //! and a pointer file `DIR/LATEST` naming the newest complete one. Saving is atomic as a whole:
 //! the four files are written (and fsynced) into a staging directory `DIR/.tmp-epoch-NNNN/`,
 //! which is renamed to `DIR/epoch-NNNN/`; then `LATEST` is replaced by rename; only then are
-//! older checkpoint directories removed. A crash at any point leaves `LATEST` naming a complete
-//! checkpoint (or no `LATEST` before the first save), never a mix of two epochs. Both
-//! safetensors files also carry the epoch and step in their metadata, checked on load.
+//! older checkpoint directories removed: all but the [`Retention::keep_last`] newest epoch
+//! checkpoints (1 by default) and every mid-epoch one but the one just written. A crash at any
+//! point leaves `LATEST` naming a complete checkpoint (or no `LATEST` before the first save),
+//! never a mix of two saves. Both safetensors files also carry the epoch and step in their
+//! metadata, checked on load. [`save_best`] keeps a copy of the checkpoint with the best
+//! validation error in `DIR/best/` (`train --save-best val_error`).
 //!
 //! Loading checks every tensor's name, dtype and shape against the model built from the saved
 //! spec and that all its values are finite (an error names the tensor; saving refuses a model
 //! holding NaN or infinity, so a checkpoint that does is corrupt), and a truncated or corrupt
 //! file is an error naming the file.
 
-use super::{TrainConfig, TrainState, INIT_STREAM};
+use super::{EpochProgress, TrainConfig, TrainState, INIT_STREAM};
 use crate::data::{Batcher, BatcherState, SemiSupervised};
 use crate::models::{self, Model, ModelKind, ModelSpec};
 use crate::rng::Rng;
@@ -44,6 +51,14 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const STATE_FILE: &str = "state.json";
 /// The pointer to the newest checkpoint directory of a run directory.
 pub const LATEST_FILE: &str = "LATEST";
+/// The copy of the best checkpoint in a run directory ([`save_best`]).
+pub const BEST_DIR: &str = "best";
+/// What [`save_best`] records beside the copy: metric, value, epoch.
+pub const BEST_FILE: &str = "best.json";
+/// Where [`save_best`] stages a new copy.
+const BEST_STAGING: &str = ".tmp-best";
+/// Where the previous copy waits while [`save_best`] swaps in a new one.
+const BEST_OLD: &str = ".old-best";
 /// The version written into `config.json`.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -72,6 +87,85 @@ pub struct RunConfig {
     /// a resume does not read it (the weights are in the run's own checkpoints).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub m1_from: Option<PathBuf>,
+    /// Steps of epoch `epoch + 1` done when saved, in a checkpoint written part-way through an
+    /// epoch (training stopped by Ctrl-C); 0 in one written at an epoch's end.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub steps_into_epoch: usize,
+    /// Which checkpoints the run keeps.
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
+impl RunConfig {
+    /// The epochs the saved run has trained at least one step of: `epoch`, plus the one in
+    /// progress in a mid-epoch checkpoint (a resume may not change their learning rate or M1
+    /// freezing, or it would not continue the same run).
+    pub fn epochs_begun(&self) -> usize {
+        self.epoch + usize::from(self.steps_into_epoch > 0)
+    }
+}
+
+/// Which checkpoints a run keeps (`train --keep-last`, `--save-best`); saved in its config, so
+/// that a resumed run goes on keeping them the same way.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Retention {
+    /// How many of the newest epoch checkpoints to keep (at least 1: the newest is the one a
+    /// resume continues).
+    pub keep_last: usize,
+    /// Also keep a copy of the checkpoint that scored best on this metric, in `DIR/best/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_best: Option<BestMetric>,
+}
+
+impl Default for Retention {
+    /// The newest epoch checkpoint only, no best copy.
+    fn default() -> Self {
+        Retention {
+            keep_last: 1,
+            save_best: None,
+        }
+    }
+}
+
+/// A metric that `--save-best` ranks checkpoints by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BestMetric {
+    /// The error on the held-out validation set (lower is better; needs `--validation N`).
+    ValError,
+}
+
+impl BestMetric {
+    /// The metric's name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BestMetric::ValError => "val_error",
+        }
+    }
+
+    /// Its column in metrics.csv, whose unit [`save_best`] records the value in.
+    pub fn column(self) -> &'static str {
+        match self {
+            BestMetric::ValError => "val_error_pct",
+        }
+    }
+}
+
+impl std::str::FromStr for BestMetric {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "val_error" => Ok(BestMetric::ValError),
+            _ => Err(Error::invalid(
+                "--save-best",
+                format!("unknown metric {s:?} (known: val_error)"),
+            )),
+        }
+    }
 }
 
 /// state.json.
@@ -84,6 +178,9 @@ struct StateJson {
     rng: (u64, u32, u64),
     labelled: Option<BatcherState>,
     unlabelled: Option<BatcherState>,
+    /// A mid-epoch checkpoint's epoch in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    partial: Option<EpochProgress>,
 }
 
 /// The checkpoint directory's name for `epoch`.
@@ -91,9 +188,32 @@ pub fn epoch_dir_name(epoch: usize) -> String {
     format!("epoch-{epoch:04}")
 }
 
+/// The name of a mid-epoch checkpoint directory, saved after global step `step`.
+pub fn step_dir_name(step: usize) -> String {
+    format!("step-{step:08}")
+}
+
+/// What a checkpoint directory's name says it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CheckpointName {
+    /// `epoch-NNNN`: the end of an epoch.
+    Epoch(usize),
+    /// `step-NNNNNNNN`: part-way through an epoch.
+    Step,
+}
+
+fn parse_checkpoint_name(name: &str) -> Option<CheckpointName> {
+    let digits = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    if let Some(n) = name.strip_prefix("epoch-").filter(|n| digits(n)) {
+        return n.parse().ok().map(CheckpointName::Epoch);
+    }
+    name.strip_prefix("step-")
+        .filter(|n| digits(n))
+        .map(|_| CheckpointName::Step)
+}
+
 fn is_checkpoint_name(name: &str) -> bool {
-    name.strip_prefix("epoch-")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    parse_checkpoint_name(name).is_some()
 }
 
 /// Write `bytes` to `path` durably: the file is created, written and fsynced.
@@ -191,8 +311,10 @@ fn position_meta(epoch: usize, step: usize) -> HashMap<String, String> {
 }
 
 /// Save a checkpoint of `model` and `state` under `run_dir` (created if needed) and point
-/// `run_dir/LATEST` at it; `config.epoch` and `config.step` are taken from `state`. Returns
-/// the checkpoint directory.
+/// `run_dir/LATEST` at it; `config.epoch`, `config.step` and `config.steps_into_epoch` are
+/// taken from `state`. A state part-way through an epoch ([`TrainState::partial`]) gives a
+/// mid-epoch checkpoint, `step-NNNNNNNN`. Then older checkpoints go, as
+/// `config.retention` says. Returns the checkpoint directory.
 ///
 /// Refuses (with [`Error::NonFinite`] naming the tensor) to save a model or Adam moments
 /// holding NaN or infinity, so that the checkpoint on disk stays the last good one. A save
@@ -238,7 +360,10 @@ pub fn save(
         }
     }
     fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
-    let name = epoch_dir_name(state.epoch);
+    let name = match &state.partial {
+        Some(_) => step_dir_name(state.step),
+        None => epoch_dir_name(state.epoch),
+    };
     let final_dir = run_dir.join(&name);
     let staging = run_dir.join(format!(".tmp-{name}"));
     if staging.exists() {
@@ -256,6 +381,7 @@ pub fn save(
         cfg.format = FORMAT_VERSION;
         cfg.epoch = state.epoch;
         cfg.step = state.step;
+        cfg.steps_into_epoch = state.partial.as_ref().map_or(0, |p| p.steps_done);
         let p = staging.join(CONFIG_FILE);
         write_synced(&p, &to_json(&cfg, &p)?)?;
 
@@ -266,6 +392,7 @@ pub fn save(
             rng: state.rng.state(),
             labelled: state.labelled.as_ref().map(Batcher::state),
             unlabelled: state.unlabelled.as_ref().map(Batcher::state),
+            partial: state.partial.clone(),
         };
         let p = staging.join(STATE_FILE);
         // Compact: the batchers' orders are long lists of indices.
@@ -301,22 +428,137 @@ pub fn save(
     write_atomic(&run_dir.join(LATEST_FILE), format!("{name}\n").as_bytes())?;
 
     // Only now drop the older checkpoints and any staging leftovers.
-    let entries = fs::read_dir(run_dir).map_err(|e| Error::io(run_dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(run_dir, e))?;
-        let fname = entry.file_name();
-        let Some(s) = fname.to_str() else { continue };
-        let stale = (is_checkpoint_name(s) && s != name)
-            || s.strip_prefix(".tmp-").is_some_and(is_checkpoint_name);
-        if stale && entry.path().is_dir() {
-            fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-        }
-    }
+    prune(run_dir, &name, state.epoch, config.retention.keep_last)?;
     Ok(final_dir)
 }
 
-/// Remove every checkpoint of `run_dir` (the `LATEST` pointer first, then the checkpoint and
-/// staging directories): the start of a run that overwrites an old one.
+/// Remove the checkpoints of `run_dir` that are not to be kept now that `current` is the newest
+/// (saved with `epoch` epochs complete): every mid-epoch checkpoint but `current`, staging
+/// leftovers, epoch checkpoints after `epoch` (left by a run resumed from an older checkpoint,
+/// whose later epochs it trains again) and all but the `keep_last` newest of the others.
+fn prune(run_dir: &Path, current: &str, epoch: usize, keep_last: usize) -> Result<()> {
+    let mut stale = Vec::new();
+    let mut epochs = Vec::new();
+    for entry in fs::read_dir(run_dir).map_err(|e| Error::io(run_dir, e))? {
+        let entry = entry.map_err(|e| Error::io(run_dir, e))?;
+        if !entry.path().is_dir() {
+            continue;
+        }
+        let fname = entry.file_name();
+        let Some(s) = fname.to_str() else { continue };
+        match parse_checkpoint_name(s) {
+            _ if s == current => {}
+            Some(CheckpointName::Epoch(e)) if e <= epoch => epochs.push((e, entry.path())),
+            Some(_) => stale.push(entry.path()),
+            None if s.strip_prefix(".tmp-").is_some_and(is_checkpoint_name) => {
+                stale.push(entry.path())
+            }
+            None => {}
+        }
+    }
+    // Newest first; `current` counts among the kept when it is an epoch checkpoint.
+    epochs.sort_by_key(|(e, _)| std::cmp::Reverse(*e));
+    let kept_besides_current = match parse_checkpoint_name(current) {
+        Some(CheckpointName::Epoch(_)) => keep_last.saturating_sub(1),
+        _ => keep_last.max(1),
+    };
+    stale.extend(
+        epochs
+            .into_iter()
+            .skip(kept_besides_current)
+            .map(|(_, p)| p),
+    );
+    for dir in stale {
+        fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    Ok(())
+}
+
+/// best.json of `DIR/best/`: what the copy scored, on which metric, when.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct BestJson {
+    /// The metrics.csv column of the value ([`BestMetric::column`]).
+    metric: String,
+    value: f64,
+    epoch: usize,
+}
+
+/// Keep a copy of checkpoint `ckpt` (of `run_dir`, just saved) in `run_dir/best/` when its
+/// `value` of `metric` (in the unit of the metric's metrics.csv column; lower is better) beats
+/// the copy there, or there is none; a NaN never does, and a tie keeps the earlier copy. The
+/// copy and a `best.json` with metric, value and epoch are staged in `run_dir/.tmp-best/`, then
+/// swapped in by two renames (the old copy moves to `run_dir/.old-best/` in between, which the
+/// next call puts back should a crash have struck there). `run_dir/best/` is a checkpoint
+/// directory like any other (`ssvae eval DIR/best`). Returns whether it was copied.
+pub fn save_best(run_dir: &Path, ckpt: &Path, metric: BestMetric, value: f64) -> Result<bool> {
+    let best = run_dir.join(BEST_DIR);
+    let old = run_dir.join(BEST_OLD);
+    if !best.exists() && old.is_dir() {
+        fs::rename(&old, &best).map_err(|e| Error::io(&best, e))?;
+    }
+    let bp = best.join(BEST_FILE);
+    if bp.is_file() {
+        let held: BestJson = read_json(&bp)?;
+        if held.metric != metric.column() {
+            return Err(Error::data(
+                &bp,
+                format!(
+                    "ranks by {} but this run keeps the best by {}",
+                    held.metric,
+                    metric.column()
+                ),
+            ));
+        }
+        // Only a strictly lower value replaces the copy (never a NaN, which compares to nothing).
+        if value.partial_cmp(&held.value) != Some(std::cmp::Ordering::Less) {
+            return Ok(false);
+        }
+    } else if value.is_nan() {
+        return Ok(false);
+    }
+    let staging = run_dir.join(BEST_STAGING);
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    }
+    let staged = (|| {
+        fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
+        for f in [MODEL_FILE, OPTIMIZER_FILE, CONFIG_FILE, STATE_FILE] {
+            let (src, dst) = (ckpt.join(f), staging.join(f));
+            fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e))?;
+            File::open(&dst)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&dst, e))?;
+        }
+        let epoch = load_config(ckpt)?.epoch;
+        let record = BestJson {
+            metric: metric.column().to_string(),
+            value,
+            epoch,
+        };
+        let p = staging.join(BEST_FILE);
+        write_synced(&p, &to_json(&record, &p)?)?;
+        sync_dir(&staging)
+    })();
+    if let Err(e) = staged {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    if best.exists() {
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        }
+        fs::rename(&best, &old).map_err(|e| Error::io(&best, e))?;
+    }
+    fs::rename(&staging, &best).map_err(|e| Error::io(&best, e))?;
+    sync_dir(run_dir)?;
+    if old.exists() {
+        fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    Ok(true)
+}
+
+/// Remove every checkpoint of `run_dir` (the `LATEST` pointer first, then the checkpoint,
+/// best-copy and staging directories): the start of a run that overwrites an old one.
 pub fn clear(run_dir: &Path) -> Result<()> {
     let latest = run_dir.join(LATEST_FILE);
     if latest.exists() {
@@ -329,7 +571,9 @@ pub fn clear(run_dir: &Path) -> Result<()> {
         let entry = entry.map_err(|e| Error::io(run_dir, e))?;
         let fname = entry.file_name();
         let Some(s) = fname.to_str() else { continue };
-        let ours = is_checkpoint_name(s) || s.strip_prefix(".tmp-").is_some_and(is_checkpoint_name);
+        let ours = is_checkpoint_name(s)
+            || s.strip_prefix(".tmp-").is_some_and(is_checkpoint_name)
+            || [BEST_DIR, BEST_STAGING, BEST_OLD].contains(&s);
         if ours && entry.path().is_dir() {
             fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
         }
@@ -358,7 +602,7 @@ fn read_latest(run_dir: &Path) -> Result<Option<String>> {
             if !is_checkpoint_name(&name) {
                 return Err(Error::data(
                     &p,
-                    format!("expected a checkpoint name like epoch-0001, found {name:?}"),
+                    format!("expected a checkpoint name like epoch-0001 or step-00000042, found {name:?}"),
                 ));
             }
             Ok(Some(name))
@@ -660,16 +904,29 @@ pub fn load_train_state(
     let cfg = load_config(ckpt)?;
     let sp = ckpt.join(STATE_FILE);
     let st: StateJson = read_json(&sp)?;
-    if st.epoch != cfg.epoch || st.step != cfg.step {
+    let steps_into_epoch = st.partial.as_ref().map_or(0, |p| p.steps_done);
+    if st.epoch != cfg.epoch || st.step != cfg.step || steps_into_epoch != cfg.steps_into_epoch {
         return Err(Error::data(
             &sp,
             format!(
-                "written at epoch {}, step {} but {CONFIG_FILE} says epoch {}, step {} (files of different saves)",
-                st.epoch, st.step, cfg.epoch, cfg.step
+                "written at epoch {}, step {} ({steps_into_epoch} into the next epoch) but {CONFIG_FILE} says epoch {}, step {} ({} into the next epoch; files of different saves)",
+                st.epoch, st.step, cfg.epoch, cfg.step, cfg.steps_into_epoch
             ),
         ));
     }
     let mut state = TrainState::new(model, split, train)?;
+    if let Some(p) = &st.partial {
+        let steps = state.steps_per_epoch(train);
+        if p.steps_done == 0 || p.steps_done > steps {
+            return Err(Error::data(
+                &sp,
+                format!(
+                    "an epoch stopped after {} of its {steps} steps cannot be resumed",
+                    p.steps_done
+                ),
+            ));
+        }
+    }
 
     let path = ckpt.join(OPTIMIZER_FILE);
     let bytes = read_file(&path)?;
@@ -726,5 +983,6 @@ pub fn load_train_state(
     )?;
     state.epoch = st.epoch;
     state.step = st.step;
+    state.partial = st.partial;
     Ok(state)
 }

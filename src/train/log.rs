@@ -1,18 +1,22 @@
 //! The per-epoch metrics log `DIR/metrics.csv`:
 //!
 //! ```text
-//! epoch,wall_s,examples_per_s,<loss terms…>,test_error,test_elbo,test_acc,test_nmi[,val_error,val_elbo]
+//! epoch,unix_time,wall_s,examples_per_s,lr,<loss terms…>,test_error_pct,test_elbo,test_acc_pct,test_nmi[,val_error_pct,val_elbo]
 //! ```
 //!
-//! one row per epoch, written and flushed as the epoch ends. The loss-term columns are the
-//! model's (`loss` first, then its parts, e.g. `labelled,ce,unlabelled` for M2), as means over
-//! the epoch's steps, printed with full precision (a value reads back to the same f64). A
-//! column is left empty when it has no meaning for the model (no ELBO for a plain classifier,
-//! no test error for a clustering model, whose clusters are not classes). The last two columns
-//! are there when the run holds out a validation set (`--validation N`). A resumed run keeps
-//! the rows up to its checkpoint's epoch and appends.
+//! one row per epoch, written and flushed as the epoch ends: `unix_time` is when (seconds
+//! since 1970-01-01 UTC, to the millisecond), `wall_s` how long the epoch's steps took, `lr`
+//! its learning rate. The loss-term columns are the model's (`loss` first, then its parts,
+//! e.g. `labelled,ce,unlabelled` for M2), as means over the epoch's steps, printed with full
+//! precision (a value reads back to the same f64). Error rates and clustering accuracy are in
+//! percent, as `ssvae train` and `ssvae eval` print them (the `_pct` columns); ELBOs in nats
+//! per example, NMI in [0, 1]. A column is left empty when it has no meaning for the model (no
+//! ELBO for a plain classifier, no test error for a clustering model, whose clusters are not
+//! classes). The last two columns are there when the run holds out a validation set
+//! (`--validation N`). A resumed run keeps the rows up to its checkpoint's epoch and appends.
 
 use super::{EpochReport, Evaluation};
+use crate::metrics::percent;
 use crate::{Error, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -22,11 +26,11 @@ use std::path::{Path, PathBuf};
 pub const METRICS_FILE: &str = "metrics.csv";
 
 /// The columns before the loss terms.
-const LEAD: [&str; 3] = ["epoch", "wall_s", "examples_per_s"];
+const LEAD: [&str; 5] = ["epoch", "unix_time", "wall_s", "examples_per_s", "lr"];
 /// The columns after the loss terms.
-const TAIL: [&str; 4] = ["test_error", "test_elbo", "test_acc", "test_nmi"];
+const TAIL: [&str; 4] = ["test_error_pct", "test_elbo", "test_acc_pct", "test_nmi"];
 /// The columns of a run with a validation set, last.
-const VALIDATION: [&str; 2] = ["val_error", "val_elbo"];
+const VALIDATION: [&str; 2] = ["val_error_pct", "val_elbo"];
 
 /// The CSV header for a run whose loss terms are `terms`, with or without a validation set.
 pub fn header(terms: &[&str], validation: bool) -> Vec<String> {
@@ -78,6 +82,16 @@ impl MetricsLog {
         if let Some(c) = &columns {
             if c.first().map(String::as_str) != Some("epoch") {
                 return Err(Error::data(&path, "first line is not a metrics.csv header"));
+            }
+            if !c.starts_with(&LEAD.map(String::from)) {
+                return Err(Error::data(
+                    &path,
+                    format!(
+                        "has the columns of an older ssvae ({}; now {}, and error rates in percent); move it aside to resume (a new one is started)",
+                        c.join(","),
+                        LEAD.join(",")
+                    ),
+                ));
             }
         }
         let mut kept = String::new();
@@ -161,21 +175,31 @@ fn cell(v: Option<f64>) -> String {
     v.map(|x| format!("{x}")).unwrap_or_default()
 }
 
+/// Seconds since the Unix epoch, now, to the millisecond (0 on a clock set before 1970).
+fn unix_time() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{:.3}", since.as_secs_f64())
+}
+
 /// The cells of `r`'s row.
 fn row(r: &EpochReport, show_error: bool, val: Option<&Evaluation>) -> Vec<String> {
     let mut v = vec![
         r.epoch.to_string(),
+        unix_time(),
         format!("{:.3}", r.wall_s),
         format!("{:.1}", r.examples_per_s),
+        r.lr.to_string(),
     ];
     v.extend(r.train.iter().map(|(_, x)| cell(Some(*x))));
     let err = (show_error && !r.test_error.is_nan()).then_some(r.test_error);
-    v.push(cell(err));
+    v.push(cell(err.map(percent)));
     v.push(cell(r.test_neg_elbo.map(|x| -x)));
-    v.push(cell(r.test_acc));
+    v.push(cell(r.test_acc.map(percent)));
     v.push(cell(r.test_nmi));
     if let Some(e) = val {
-        v.push(cell(e.error.filter(|_| show_error)));
+        v.push(cell(e.error.filter(|_| show_error).map(percent)));
         v.push(cell(e.neg_elbo.map(|x| -x)));
     }
     v

@@ -5,10 +5,13 @@
 //! (the epoch is then not reported, so not checkpointed).
 //!
 //! Everything that changes during training apart from the model's own tensors (Adam's moments
-//! and step count, the training RNG, both batchers' positions, the epoch and step counters)
-//! lives in one [`TrainState`], which [`checkpoint`] saves and restores: [`fit_with`] started
-//! from a restored state continues exactly as the uninterrupted run would have. [`fit`] is the
-//! simple entry point (fresh state, one callback per epoch).
+//! and step count, the training RNG, both batchers' positions, the epoch and step counters,
+//! and, for a run stopped part-way through an epoch, that epoch's running sums) lives in one
+//! [`TrainState`], which [`checkpoint`] saves and restores: [`fit_with`] started from a restored
+//! state continues exactly as the uninterrupted run would have, also from the middle of an
+//! epoch. An [`Observer`] may ask [`fit_with`] to stop at the next step boundary
+//! ([`Observer::stop_requested`], what Ctrl-C does in `ssvae train`). [`fit`] is the simple
+//! entry point (fresh state, one callback per epoch).
 
 pub mod checkpoint;
 pub mod grid;
@@ -424,6 +427,21 @@ fn log_add_exp(a: f64, b: f64) -> f64 {
     }
 }
 
+/// How far an epoch had got when training stopped part-way through it: what [`fit_with`]
+/// needs to finish it with the numbers of an uninterrupted epoch.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochProgress {
+    /// Steps of the epoch done (at least 1; all of them when training stopped between the last
+    /// step and the epoch's evaluation).
+    pub steps_done: usize,
+    /// Examples (labelled + unlabelled) seen in those steps.
+    pub examples: usize,
+    /// Seconds spent on them (the epoch's `wall_s` adds the time after the resume).
+    pub wall_s: f64,
+    /// The running sum of each loss term over those steps, in the model's order.
+    pub sums: Vec<(String, f64)>,
+}
+
 /// Everything that changes during training besides the model's tensors; with them it is the
 /// whole state of a run (what a checkpoint stores).
 pub struct TrainState {
@@ -431,6 +449,9 @@ pub struct TrainState {
     pub epoch: usize,
     /// Completed optimiser steps.
     pub step: usize,
+    /// The epoch after `epoch` when training stopped part-way through it (None at an epoch
+    /// boundary).
+    pub partial: Option<EpochProgress>,
     pub opt: Adam,
     /// The generator of the loss's draws.
     pub rng: Rng,
@@ -485,6 +506,7 @@ impl TrainState {
         Ok(TrainState {
             epoch: 0,
             step: 0,
+            partial: None,
             opt,
             rng: Rng::new(cfg.seed, TRAIN_STREAM),
             labelled,
@@ -526,6 +548,12 @@ pub trait Observer {
     /// After every epoch's evaluation, with the state as of the end of the epoch (what a
     /// checkpoint saves). An error stops training.
     fn on_epoch(&mut self, report: &EpochReport, state: &TrainState) -> Result<()>;
+    /// Asked after every step and before every epoch: true makes [`fit_with`] return at once,
+    /// with [`TrainState::partial`] recording how far the epoch in progress had got (None
+    /// when it stops at an epoch boundary). Never, by default.
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// Train `model` and call `on_epoch` after each epoch (to print, log or checkpoint).
@@ -555,9 +583,11 @@ pub fn fit(
     )
 }
 
-/// Train `model` from `state` (fresh from [`TrainState::new`] or restored from a checkpoint)
-/// up to `cfg.epochs` epochs, advancing `state` as it goes. `split` is only checked to match
-/// the state's batchers; the batches come from `state`.
+/// Train `model` from `state` (fresh from [`TrainState::new`] or restored from a checkpoint,
+/// at an epoch boundary or part-way through an epoch) up to `cfg.epochs` epochs, advancing
+/// `state` as it goes. `split` is only checked to match the state's batchers; the batches come
+/// from `state`. Returns early, with `state.epoch < cfg.epochs`, when the observer asks it to
+/// stop ([`Observer::stop_requested`]).
 pub fn fit_with(
     model: &dyn Model,
     train: &Dataset,
@@ -587,11 +617,22 @@ pub fn fit_with(
     let as_stored = cfg.augment_shift == 0 && !cfg.binarize;
     while state.epoch < cfg.epochs {
         let epoch = state.epoch + 1;
+        // An epoch stopped part-way goes on from its running sums; otherwise a stop request
+        // (one that came during the last evaluation, say) is granted at the epoch boundary.
+        let resumed = state.partial.take();
+        if resumed.is_none() && observer.stop_requested() {
+            break;
+        }
+        let EpochProgress {
+            steps_done,
+            mut examples,
+            wall_s: wall_before,
+            mut sums,
+        } = resumed.unwrap_or_default();
         state.opt.config.lr = cfg.lr_at(epoch);
         let t0 = Instant::now();
-        let mut sums: Vec<(String, f64)> = Vec::new();
-        let mut examples = 0usize;
-        for i in 0..steps {
+        let elapsed = || wall_before + t0.elapsed().as_secs_f64();
+        for i in steps_done..steps {
             let step = state.step + 1;
             let (x_lab, y_lab, rows_lab) = match state.labelled.as_mut() {
                 Some(b) => {
@@ -657,10 +698,19 @@ pub fn fit_with(
                 step_in_epoch: i + 1,
                 steps_per_epoch: steps,
                 examples,
-                elapsed_s: t0.elapsed().as_secs_f64(),
+                elapsed_s: elapsed(),
             });
+            if observer.stop_requested() {
+                state.partial = Some(EpochProgress {
+                    steps_done: i + 1,
+                    examples,
+                    wall_s: elapsed(),
+                    sums,
+                });
+                return Ok(reports);
+            }
         }
-        let wall = t0.elapsed().as_secs_f64();
+        let wall = elapsed();
         let ev = evaluate_all(model, test, cfg)?;
         // Finite weights give a finite bound; anything else means the model has diverged, and
         // the epoch must not be reported (or checkpointed) as good.
