@@ -7,8 +7,8 @@ mod train;
 mod train_loop;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use ssvae::backend::cuda::parse_device;
 use ssvae::data::{self, DatasetName};
+use ssvae::device::parse_device;
 use ssvae::models::{ModelKind, ModelSpec};
 use ssvae::train::checkpoint::RunConfig;
 use ssvae::{bench, Device, Error, Result};
@@ -141,8 +141,7 @@ fn bench_cmd(device: &str, quick: bool, profile: bool) -> Result<()> {
         None
     };
     let device = parse_device(device)?;
-    let emulated =
-        matches!(device, Device::Cuda(n) if ssvae::backend::cuda::runtime::is_emulated(n));
+    let emulated = matches!(device, Device::Cuda(n) if ssvae::device::is_emulated(n));
     if profile && !emulated {
         return Err(Error::invalid(
             "profile",
