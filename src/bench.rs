@@ -121,8 +121,7 @@ pub fn run(
 ) -> Result<Vec<Measurement>> {
     // On the PTX interpreter (ptxemu) the same kernels run 10⁴× slower than on a GPU: one
     // repetition of each, and the largest arrays shrunk, so `--quick` stays a CI-sized check.
-    let emulated =
-        matches!(device, Device::Cuda(n) if crate::backend::cuda::runtime::is_emulated(n));
+    let emulated = matches!(device, Device::Cuda(n) if crate::device::is_emulated(n));
     let reps = if emulated {
         Reps {
             warmup: 0,

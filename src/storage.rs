@@ -2,8 +2,14 @@
 //! device and forwards to that device's [`BackendStorage`] implementation; nothing else happens
 //! here. Adding a device means adding a variant and one arm per method.
 //! Host↔device moves go through [`Storage::to_device`] (an explicit copy, never implicit).
+//!
+//! Without the `cuda` cargo feature there is no CUDA variant: its arms are compiled out, a
+//! buffer asked for on `cuda:N` is an error saying the build has no CUDA backend, and the
+//! device-mismatch arms, which then match nothing, are allowed to be unreachable.
+#![cfg_attr(not(feature = "cuda"), allow(unreachable_patterns))]
 
 use crate::backend::cpu::{CpuDevice, CpuStorage};
+#[cfg(feature = "cuda")]
 use crate::backend::cuda::{CudaDevice, CudaStorage};
 use crate::backend::vae::{
     ElboArgs, ElboGrad, ElboOut, ElboShape, GaussianKlGrad, Likelihood, MixupLossArgs,
@@ -18,6 +24,7 @@ use crate::{Device, Error, Result};
 /// A buffer of f32 on a device.
 pub enum Storage {
     Cpu(CpuStorage),
+    #[cfg(feature = "cuda")]
     Cuda(CudaStorage),
 }
 
@@ -32,6 +39,7 @@ macro_rules! unary_dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             Storage::Cpu($s) => Ok(Storage::Cpu($e?)),
+            #[cfg(feature = "cuda")]
             Storage::Cuda($s) => Ok(Storage::Cuda($e?)),
         }
     };
@@ -42,6 +50,7 @@ macro_rules! binary_dispatch {
     ($op:expr, $a:expr, $b:expr, |$x:ident, $y:ident| $e:expr) => {
         match ($a, $b) {
             (Storage::Cpu($x), Storage::Cpu($y)) => Ok(Storage::Cpu($e?)),
+            #[cfg(feature = "cuda")]
             (Storage::Cuda($x), Storage::Cuda($y)) => Ok(Storage::Cuda($e?)),
             (a, b) => Err(mismatch($op, a.device(), b.device())),
         }
@@ -53,34 +62,47 @@ impl Storage {
     pub fn from_slice(data: &[f32], device: Device) -> Result<Self> {
         match device {
             Device::Cpu => Ok(Storage::Cpu(CpuDevice.storage_from_slice(data)?)),
+            #[cfg(feature = "cuda")]
             Device::Cuda(i) => Ok(Storage::Cuda(CudaDevice::new(i).storage_from_slice(data)?)),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(i) => Err(crate::device::no_cuda(i)),
         }
     }
     /// `n` zeros on `device`.
     pub fn zeros(n: usize, device: Device) -> Result<Self> {
         match device {
             Device::Cpu => Ok(Storage::Cpu(CpuDevice.zeros(n)?)),
+            #[cfg(feature = "cuda")]
             Device::Cuda(i) => Ok(Storage::Cuda(CudaDevice::new(i).zeros(n)?)),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(i) => Err(crate::device::no_cuda(i)),
         }
     }
     /// `n` uniform draws at `key`.
     pub fn rand_uniform(n: usize, key: RngKey, device: Device) -> Result<Self> {
         match device {
             Device::Cpu => Ok(Storage::Cpu(CpuDevice.rand_uniform(n, key)?)),
+            #[cfg(feature = "cuda")]
             Device::Cuda(i) => Ok(Storage::Cuda(CudaDevice::new(i).rand_uniform(n, key)?)),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(i) => Err(crate::device::no_cuda(i)),
         }
     }
     /// `n` normal draws at `key`.
     pub fn rand_normal(n: usize, key: RngKey, device: Device) -> Result<Self> {
         match device {
             Device::Cpu => Ok(Storage::Cpu(CpuDevice.rand_normal(n, key)?)),
+            #[cfg(feature = "cuda")]
             Device::Cuda(i) => Ok(Storage::Cuda(CudaDevice::new(i).rand_normal(n, key)?)),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(i) => Err(crate::device::no_cuda(i)),
         }
     }
     /// The device of this buffer.
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(s) => s.device(),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(s) => s.device(),
         }
     }
@@ -88,6 +110,7 @@ impl Storage {
     pub fn len(&self) -> usize {
         match self {
             Storage::Cpu(s) => s.len(),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(s) => s.len(),
         }
     }
@@ -99,6 +122,7 @@ impl Storage {
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         match self {
             Storage::Cpu(s) => s.to_vec(),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(s) => s.to_vec(),
         }
     }
@@ -113,6 +137,7 @@ impl Storage {
     pub fn try_clone(&self) -> Result<Self> {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(s.clone())),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(s) => Ok(Storage::Cuda(s.try_clone()?)),
         }
     }
@@ -201,6 +226,7 @@ impl Storage {
             (Storage::Cpu(s), Storage::Cpu(d)) => {
                 s.copy2d(d, rows, cols, src_stride, dst_stride, src_off, dst_off)
             }
+            #[cfg(feature = "cuda")]
             (Storage::Cuda(s), Storage::Cuda(d)) => {
                 s.copy2d(d, rows, cols, src_stride, dst_stride, src_off, dst_off)
             }
@@ -228,6 +254,7 @@ impl Storage {
             (Storage::Cpu(l), Storage::Cpu(x), Storage::Cpu(g)) => Ok(Storage::Cpu(
                 l.bce_with_logits_rows_backward(x, g, rows, cols)?,
             )),
+            #[cfg(feature = "cuda")]
             (Storage::Cuda(l), Storage::Cuda(x), Storage::Cuda(g)) => Ok(Storage::Cuda(
                 l.bce_with_logits_rows_backward(x, g, rows, cols)?,
             )),
@@ -245,6 +272,7 @@ impl Storage {
             (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => {
                 p.adam_step(g, m, v, s)
             }
+            #[cfg(feature = "cuda")]
             (Storage::Cuda(p), Storage::Cuda(g), Storage::Cuda(m), Storage::Cuda(v)) => {
                 p.adam_step(g, m, v, s)
             }
@@ -254,6 +282,7 @@ impl Storage {
     pub fn scale_in_place(&mut self, factor: f32) -> Result<()> {
         match self {
             Storage::Cpu(s) => s.scale_in_place(factor),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(s) => s.scale_in_place(factor),
         }
     }
@@ -270,10 +299,12 @@ impl Storage {
             other => Err(mismatch(op, Device::Cpu, other.device())),
         }
     }
+    #[cfg(feature = "cuda")]
     /// This buffer as a CUDA buffer, or a device-mismatch error for `op` (`want` names the
     /// device of the op's first buffer; two CUDA ordinals are told apart by the op itself).
     fn as_cuda(&self, op: &'static str, want: Device) -> Result<&CudaStorage> {
         match self {
+            #[cfg(feature = "cuda")]
             Storage::Cuda(s) => Ok(s),
             other => Err(mismatch(op, want, other.device())),
         }
@@ -290,6 +321,7 @@ impl Storage {
             Storage::Cpu(mu) => Ok(mu
                 .reparam_forward(logvar.as_cpu(op)?, rows, cols, key)?
                 .map(Storage::Cpu)),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(mu) => {
                 let dev = self.device();
                 Ok(mu
@@ -320,6 +352,7 @@ impl Storage {
                     key,
                 )?
                 .map(Storage::Cpu)),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(mu) => {
                 let dev = self.device();
                 Ok(mu
@@ -352,6 +385,7 @@ impl Storage {
                 rows,
                 cols,
             )?)),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(mu_q) => {
                 let dev = self.device();
                 Ok(Storage::Cuda(mu_q.gaussian_kl_forward(
@@ -386,6 +420,7 @@ impl Storage {
                     cols,
                 )?
                 .map(Storage::Cpu)),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(mu_q) => {
                 let dev = self.device();
                 Ok(mu_q
@@ -428,6 +463,7 @@ impl Storage {
                 tau,
                 key,
             )?)),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(l) => Ok(Storage::Cuda(l.gumbel_softmax_backward(
                 dy.as_cuda(op, self.device())?,
                 rows,
@@ -453,6 +489,7 @@ impl Storage {
                 rows,
                 cols,
             )?)),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(l) => Ok(Storage::Cuda(l.categorical_kl_uniform_backward(
                 dkl.as_cuda(op, self.device())?,
                 rows,
@@ -471,6 +508,7 @@ impl Storage {
                 let inp = inp.try_map(|b| b.as_cpu(op))?;
                 Ok(CpuStorage::elbo_marginal_forward(likelihood, s, &inp)?.map(Storage::Cpu))
             }
+            #[cfg(feature = "cuda")]
             Storage::Cuda(_) => {
                 let dev = inp.decoded.device();
                 let inp = inp.try_map(|b| b.as_cuda(op, dev))?;
@@ -495,6 +533,7 @@ impl Storage {
                         .map(Storage::Cpu),
                 )
             }
+            #[cfg(feature = "cuda")]
             Storage::Cuda(_) => {
                 let dev = inp.decoded.device();
                 let inp = inp.try_map(|b| b.as_cuda(op, dev))?;
@@ -518,6 +557,7 @@ impl Storage {
                 let src = src.try_map(|b| b.as_cpu(op))?;
                 Ok(CpuStorage::mixup_build(s, &src, partner, lambda)?.map(Storage::Cpu))
             }
+            #[cfg(feature = "cuda")]
             Storage::Cuda(_) => {
                 let dev = src.x.device();
                 let src = src.try_map(|b| b.as_cuda(op, dev))?;
@@ -532,6 +572,7 @@ impl Storage {
                 let inp = inp.try_map(|b| b.as_cpu(op))?;
                 Ok(Storage::Cpu(CpuStorage::mixup_loss_forward(s, &inp)?))
             }
+            #[cfg(feature = "cuda")]
             Storage::Cuda(_) => {
                 let dev = inp.logits.device();
                 let inp = inp.try_map(|b| b.as_cuda(op, dev))?;
@@ -550,6 +591,7 @@ impl Storage {
                 let inp = inp.try_map(|b| b.as_cpu(op))?;
                 Ok(CpuStorage::mixup_loss_backward(s, &inp, grad.as_cpu(op)?)?.map(Storage::Cpu))
             }
+            #[cfg(feature = "cuda")]
             Storage::Cuda(_) => {
                 let dev = inp.logits.device();
                 let inp = inp.try_map(|b| b.as_cuda(op, dev))?;

@@ -194,6 +194,22 @@ fn train_eval_sample_on_digits() {
 }
 
 #[test]
+fn help_lists_the_possible_values_of_the_choice_flags() {
+    let help = ok(&["train", "--help"]);
+    for values in [
+        "[possible values: vae, m1, m2, m1m2, gmvae, shot, classifier]",
+        "[possible values: mlp, conv]",
+        "[possible values: mnist, fashion-mnist, cifar10, digits]",
+    ] {
+        assert!(help.contains(values), "{values} not in:\n{help}");
+    }
+    // Dataset names are case-insensitive, as before they were clap values: DIGITS parses, and
+    // the run fails only at the next check.
+    let err = fails(&["train", "--dataset", "DIGITS", "--epochs", "0"]);
+    assert!(err.contains("--epochs: must be at least 1"), "{err}");
+}
+
+#[test]
 fn impossible_flags_fail_clearly() {
     let dd = data_dir();
     let dir = temp_dir("flags");
@@ -208,8 +224,14 @@ fn impossible_flags_fail_clearly() {
             "--labelled-batch: must be at least 1",
         ),
         (&["--device", "tpu"], "expected auto, cpu, cuda or cuda:N"),
-        (&["--model", "m3"], "unknown model 'm3'"),
-        (&["--arch", "rnn"], "unknown architecture 'rnn'"),
+        (
+            &["--model", "m3"],
+            "invalid value 'm3' for '--model <MODEL>'\n  [possible values: vae, m1, m2, m1m2, gmvae, shot, classifier]",
+        ),
+        (
+            &["--arch", "rnn"],
+            "invalid value 'rnn' for '--arch <ARCH>'\n  [possible values: mlp, conv]",
+        ),
         (&["--lr", "0"], "--lr: must be a positive number"),
         (
             &["--lr-gamma", "0"],
@@ -261,7 +283,7 @@ fn impossible_flags_fail_clearly() {
         assert!(err.contains(want), "{extra:?}: {err}");
     }
     // Without a GPU, asking for one is a clear error (on a GPU machine it would simply run).
-    if ssvae::backend::cuda::cuda_status().is_err() {
+    if ssvae::device::cuda_status().is_err() {
         let err = fails(&["bench", "--device", "cuda"]);
         assert!(err.contains("cuda requested but"), "{err}");
         let mut args = vec![
@@ -316,7 +338,7 @@ fn resume_stays_on_the_saved_device_unless_told_otherwise() {
     assert!(dir.join("samples.png").is_file());
     // A run saved as trained on a GPU, resumed on a machine without one: a clear error that
     // says how to go on, and going on with --device cpu works.
-    if ssvae::backend::cuda::cuda_status().is_ok() {
+    if ssvae::device::cuda_status().is_ok() {
         println!("skipped the GPU-run half: this machine has CUDA");
         return;
     }

@@ -201,7 +201,11 @@ fn bench_json_is_one_document_and_the_table_goes_to_stderr() {
 #[test]
 fn bench_steps_times_the_peer_workloads_alone() {
     let out = ssvae(&["bench", "--quick", "--device", "cpu", "--steps", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc = json(&String::from_utf8_lossy(&out.stdout));
     let ms = doc["measurements"].as_array().unwrap();
     let got: Vec<(&str, &str)> = ms

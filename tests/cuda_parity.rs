@@ -15,6 +15,8 @@
 //! Without a GPU (no libcuda, no libnvrtc, or no device) every test prints `skipped: <reason>` and
 //! passes, unless `SSVAE_REQUIRE_GPU=1`. GPU tests share one runtime per process, so they hold a lock while they run: the
 //! allocator test counts `cuMemAlloc` calls and the precision test flips a runtime-wide setting.
+// The CUDA backend is the `cuda` feature (on by default).
+#![cfg(feature = "cuda")]
 
 use ssvae::backend::cpu::{CpuDevice, CpuStorage};
 use ssvae::backend::cuda::{AdamTensors, CudaDevice, CudaStorage, GemmPrecision};

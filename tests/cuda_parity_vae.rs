@@ -33,6 +33,8 @@
 //!
 //! Without a GPU (no libcuda, no libnvrtc, or no device) every test prints `skipped: <reason>` and
 //! passes, unless `SSVAE_REQUIRE_GPU=1` (the GPU bundle sets it).
+// The CUDA backend is the `cuda` feature (on by default).
+#![cfg(feature = "cuda")]
 
 use ssvae::backend::cpu::CpuStorage;
 use ssvae::backend::cuda::{CudaDevice, CudaStorage};

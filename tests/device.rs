@@ -1,7 +1,7 @@
 //! Device handling without a GPU: asking for CUDA must give a clear error (or work, on a machine
 //! that has one), never a panic; tensors move between devices only when asked.
 
-use ssvae::backend::cuda::cuda_status;
+use ssvae::device::cuda_status;
 use ssvae::{Device, Tensor};
 
 #[test]

@@ -5,6 +5,8 @@
 //!
 //! Without a CUDA device (real or emulated) the test prints why and passes, unless
 //! `SSVAE_REQUIRE_GPU=1`.
+// The CUDA backend is the `cuda` feature (on by default).
+#![cfg(feature = "cuda")]
 
 mod cli_support;
 use cli_support::*;

@@ -8,6 +8,8 @@
 //!
 //! When libnvrtc cannot be loaded the test prints why and passes, unless `SSVAE_REQUIRE_NVRTC=1`
 //! (CI), in which case it fails. `scripts/install-nvrtc.sh` installs it from PyPI.
+// The CUDA backend is the `cuda` feature (on by default).
+#![cfg(feature = "cuda")]
 
 use ssvae::backend::cuda::runtime::{
     compile_program, default_options, nvrtc_available, nvrtc_version,

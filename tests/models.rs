@@ -412,7 +412,8 @@ fn conv_architecture_scales_with_the_input() {
 fn conv_m2_has_the_benchmark_shapes() {
     // Trunk Conv(1→32,k4) Conv(32→64,k4) Linear(3136→256); q(y|x) Linear(256→K);
     // q(z|x,y) Linear(256+K → 2·32) (stored as its h and y column blocks); decoder
-    // Linear(32+K→256) Linear(256→3136) ConvT(64→32,k4) ConvT(32→1,k4).
+    // Linear(32+K→256) Linear(256→3136) ConvT(64→32,k4) ConvT(32→1,k4). Conv biases are [C],
+    // as PyTorch's (format 2 of checkpoints).
     let mut s = conv_spec(ModelKind::M2, (1, 28, 28), 10);
     s.z_dim = 32;
     let model = models::build(&s, &mut Rng::new(0, 0), DEV).unwrap();
@@ -422,9 +423,9 @@ fn conv_m2_has_the_benchmark_shapes() {
         .collect();
     let want: Vec<(&str, Vec<usize>)> = vec![
         ("trunk.conv1.weight", vec![32, 1, 4, 4]),
-        ("trunk.conv1.bias", vec![1, 32, 1, 1]),
+        ("trunk.conv1.bias", vec![32]),
         ("trunk.conv2.weight", vec![64, 32, 4, 4]),
-        ("trunk.conv2.bias", vec![1, 64, 1, 1]),
+        ("trunk.conv2.bias", vec![64]),
         ("trunk.fc.weight", vec![256, 3136]),
         ("trunk.fc.bias", vec![256]),
         ("cls_out.weight", vec![10, 256]),
@@ -437,9 +438,9 @@ fn conv_m2_has_the_benchmark_shapes() {
         ("dec.fc2.weight", vec![3136, 256]),
         ("dec.fc2.bias", vec![3136]),
         ("dec.deconv1.weight", vec![64, 32, 4, 4]),
-        ("dec.deconv1.bias", vec![1, 32, 1, 1]),
+        ("dec.deconv1.bias", vec![32]),
         ("dec.deconv2.weight", vec![32, 1, 4, 4]),
-        ("dec.deconv2.bias", vec![1, 1, 1, 1]),
+        ("dec.deconv2.bias", vec![1]),
     ];
     let want: Vec<(String, Vec<usize>)> =
         want.into_iter().map(|(n, d)| (n.to_string(), d)).collect();

@@ -9,6 +9,7 @@
 
 pub mod broadcast;
 pub mod cpu;
+#[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod vae;
 

@@ -9,7 +9,7 @@ use super::{is_clustering, load_run_data};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use ssvae::backend::cuda::parse_device;
+use ssvae::device::parse_device;
 use ssvae::train::checkpoint;
 use ssvae::train::{evaluate_all, iwae_bound, latent_activity, IwaeProgress};
 use ssvae::{Error, Result};

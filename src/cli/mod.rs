@@ -8,8 +8,8 @@ mod train;
 mod train_loop;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use ssvae::backend::cuda::parse_device;
 use ssvae::data::{self, DatasetName};
+use ssvae::device::parse_device;
 use ssvae::models::{ModelKind, ModelSpec};
 use ssvae::train::checkpoint::RunConfig;
 use ssvae::{bench, Device, Error, Result};
@@ -168,8 +168,7 @@ fn bench_cmd(device: &str, quick: bool, profile: bool, steps_only: bool, json: b
         None
     };
     let device = parse_device(device)?;
-    let emulated =
-        matches!(device, Device::Cuda(n) if ssvae::backend::cuda::runtime::is_emulated(n));
+    let emulated = matches!(device, Device::Cuda(n) if ssvae::device::is_emulated(n));
     if profile && !emulated {
         return Err(Error::invalid(
             "profile",

@@ -3,7 +3,7 @@
 
 use super::{load_run_data, positive, run_dir_of};
 use clap::Args;
-use ssvae::backend::cuda::parse_device;
+use ssvae::device::parse_device;
 use ssvae::rng::Rng;
 use ssvae::train::{checkpoint, grid};
 use ssvae::{memory, Error, Result};

@@ -6,8 +6,8 @@ use super::train_loop::train_loop;
 use super::{load_run_data, positive, run_dir_of, Cli};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory};
-use ssvae::backend::cuda::{ensure_available, parse_device};
 use ssvae::data::{self, Dataset, DatasetName, SemiSupervised};
+use ssvae::device::{ensure_available, parse_device};
 use ssvae::models::{self, Arch, Model, ModelKind, ModelSpec};
 use ssvae::rng::Rng;
 use ssvae::train::checkpoint::{self, BestMetric, Retention, RunConfig};
@@ -20,12 +20,12 @@ use std::process::ExitCode;
 /// The flags of `ssvae train`.
 #[derive(Args)]
 pub struct TrainArgs {
-    /// vae | m1 | m2 | m1m2 | gmvae | shot | classifier (labels only: the baseline)
-    #[arg(long, default_value = "m2")]
-    model: String,
-    /// mnist | fashion-mnist | cifar10 | digits
-    #[arg(long, default_value = "mnist")]
-    dataset: String,
+    /// The model (classifier: labels only, the baseline)
+    #[arg(long, value_enum, default_value_t = ModelKind::M2)]
+    model: ModelKind,
+    /// The dataset, under --data-dir
+    #[arg(long, value_enum, default_value_t = DatasetName::Mnist, ignore_case = true)]
+    dataset: DatasetName,
     /// Directory holding <dataset>/ folders [default: $SSVAE_DATA_DIR, else ../shared/datasets]
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -37,15 +37,15 @@ pub struct TrainArgs {
     /// and report the error and ELBO on them after every epoch (val_error, val_elbo)
     #[arg(long, default_value_t = 0, value_name = "N")]
     validation: usize,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
     epochs: usize,
     /// Unlabelled examples per step
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     batch_size: usize,
     /// Labelled examples per step
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainConfig::default().labelled_batch)]
     labelled_batch: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
     lr: f32,
     /// Epochs after which the learning rate is multiplied by --lr-gamma, e.g. 30,40
     /// (PyTorch's MultiStepLR). With --resume: milestones may be added or moved only
@@ -58,16 +58,16 @@ pub struct TrainArgs {
     /// Weight of the labelled cross-entropy, a finite number ≥ 0 [default: 0.1·N/N_labelled]
     #[arg(long, value_parser = loss_weight, allow_negative_numbers = true)]
     alpha: Option<f32>,
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = models::DEFAULT_HIDDEN)]
     hidden: usize,
     /// Latent size [default: 50 for --arch mlp, 32 for --arch conv]
     #[arg(long)]
     z_dim: Option<usize>,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,
-    /// Encoder/decoder family: mlp | conv
-    #[arg(long, default_value = "mlp")]
-    arch: String,
+    /// Encoder/decoder family
+    #[arg(long, value_enum, default_value_t = Arch::Mlp)]
+    arch: Arch,
     /// Run directory for metrics.csv and checkpoints
     /// [default: runs/<model>-<dataset>-<labels>-s<seed>]
     #[arg(long)]
@@ -188,8 +188,8 @@ fn flag_name(id: &str) -> String {
 /// or 128 + the signal's number when Ctrl-C or SIGTERM stopped training.
 pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode> {
     let TrainArgs {
-        model,
-        dataset,
+        model: kind,
+        dataset: name,
         data_dir,
         labels,
         validation,
@@ -270,14 +270,12 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode
     positive("--batch-size", batch_size)?;
     positive("--labelled-batch", labelled_batch)?;
     positive("--hidden", hidden)?;
-    let arch: Arch = arch.parse()?;
     let z_dim = z_dim.unwrap_or(models::arch::default_z_dim(arch));
     positive("--z-dim", z_dim)?;
     if let Some(s) = steps_per_epoch {
         positive("--steps-per-epoch", s)?;
     }
     ssvae::train::check_lr_schedule(lr, &lr_milestones, lr_gamma)?;
-    let kind: ModelKind = model.parse()?;
     if m1_from.is_some() && kind != ModelKind::M1M2 {
         return Err(Error::invalid(
             "--m1-from",
@@ -289,7 +287,6 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode
         Some(_) => freeze_m1_after.or(Some(0)),
         None => freeze_m1_after,
     };
-    let name: DatasetName = dataset.parse()?;
     let out = out
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{kind}-{name}-{labels}-s{seed}")));
     if checkpoint::exists(&out) {
@@ -309,29 +306,19 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode
     data::augment::check_shift(augment_shift, input)?;
     let split = make_split(&tt.train, labels, validation, seed)?;
     let mut rng = Rng::new(seed, INIT_STREAM);
+    let defaults = ModelSpec::new(kind, arch, &tt.train, &split);
     let spec = ModelSpec {
-        kind,
-        arch,
-        input,
-        classes: tt.train.classes,
         hidden,
         z_dim,
         // None: each model's own default (0.1·N/N_labelled for M2, M1+M2, GMVAE).
         alpha,
-        n_train: tt.train.n,
-        n_labelled: split.labelled.len(),
         fused: !unfused,
         freeze_m1_after,
         align,
         drop_inactive_z1,
-        // The paper's weighting unless told (written into the checkpoint, so that a resumed
-        // run keeps it; a spec without one means 1, the weighting before the option).
-        labelled_bound_weight: match kind {
-            ModelKind::M1M2 => labelled_bound_weight.or(Some(
-                split.labelled.len() as f32 / split.unlabelled.len().max(1) as f32,
-            )),
-            _ => labelled_bound_weight,
-        },
+        // m1m2: the paper's weighting unless told.
+        labelled_bound_weight: labelled_bound_weight.or(defaults.labelled_bound_weight),
+        ..defaults
     };
     let model = models::build(&spec, &mut rng, device)?;
     let retention = Retention {
@@ -363,11 +350,11 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode
         lr_gamma,
         seed,
         device,
-        eval_batch: 500,
         steps_per_epoch,
         use_unlabelled,
         augment_shift,
         binarize,
+        ..TrainConfig::default()
     };
     println!(
         "training {} on {} ({} train, {} test), {} labels, {} held out for validation, alpha {}, {epochs} epochs{}{}, device {device} → {}",
@@ -377,7 +364,8 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode
         tt.test.n,
         split.labelled.len(),
         split.validation.len(),
-        alpha.map_or("(model default)".to_string(), |a| format!("{a}")),
+        spec.effective_alpha()
+            .map_or("(none: no labelled cross-entropy)".to_string(), |a| format!("{a}")),
         if augment_shift > 0 {
             format!(", training images shifted by up to {augment_shift} pixels")
         } else {

@@ -25,7 +25,7 @@
 //! "conv2", "fc" (encoder) and "fc1", "fc2", "deconv1", "deconv2" (decoder).
 
 use super::Arch;
-use crate::nn::{join, Activation, Conv2d, ConvTranspose2d, Init, Linear, Module};
+use crate::nn::{join, Activation, Conv2d, ConvTranspose2d, Init, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::{Device, Error, Result, Tensor};
 
@@ -110,7 +110,7 @@ impl Module for Mlp {
         }
         Ok(h)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         for (i, l) in self.layers.iter().enumerate() {
             l.visit(&join(prefix, &i.to_string()), f);
         }
@@ -159,7 +159,7 @@ impl Module for ConvEncoder {
         let b = self.conv2.forward(&a)?.relu()?;
         self.fc.forward(&b.flatten_rows()?)?.relu()
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         self.conv1.visit(&join(prefix, "conv1"), f);
         self.conv2.visit(&join(prefix, "conv2"), f);
         self.fc.visit(&join(prefix, "fc"), f);
@@ -189,7 +189,7 @@ impl Module for Encoder {
             Encoder::Conv(c) => c.forward(x),
         }
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         match self {
             Encoder::Mlp(m) => m.visit(prefix, f),
             Encoder::Conv(c) => c.visit(prefix, f),
@@ -269,7 +269,7 @@ impl Module for ConvDecoder {
         let d = self.deconv1.forward(&m)?.relu()?;
         self.deconv2.forward(&d)?.flatten_rows()
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         self.fc1.visit(&join(prefix, "fc1"), f);
         self.fc2.visit(&join(prefix, "fc2"), f);
         self.deconv1.visit(&join(prefix, "deconv1"), f);
@@ -290,7 +290,7 @@ impl Module for Decoder {
             Decoder::Conv(c) => c.forward(z),
         }
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         match self {
             Decoder::Mlp(m) => {
                 m.hidden.visit(prefix, f);

@@ -5,7 +5,7 @@
 
 use super::arch::{encoder, Encoder};
 use super::{Arch, Batch, Model, StepContext, Terms};
-use crate::nn::{join, Init, Linear, Module};
+use crate::nn::{join, Init, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::{Device, Error, Result, Tensor};
 
@@ -52,7 +52,7 @@ impl Module for Classifier {
         }
         self.out.forward(&self.trunk.forward(x)?)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         self.trunk.visit(&join(prefix, "trunk"), f);
         self.out.visit(&join(prefix, "out"), f);
     }

@@ -36,7 +36,7 @@
 
 use super::arch::{self, util, Decoder, Encoder, Mlp};
 use super::{Arch, Batch, Model, StepContext, Terms};
-use crate::nn::{join, Activation, Init, Linear, Module};
+use crate::nn::{join, Activation, Init, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::{Device, Error, Result, Tensor};
 
@@ -174,7 +174,7 @@ impl Module for Gmvae {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.classify(x)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         self.qy_trunk.visit(&join(prefix, "qy_trunk"), f);
         self.qy_out.visit(&join(prefix, "qy_out"), f);
         if let Some(m) = &self.qz_h {

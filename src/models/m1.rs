@@ -26,7 +26,7 @@
 
 use super::vae::{Vae, VaeConfig};
 use super::{Batch, Model, StepContext, Terms};
-use crate::nn::{join, Activation, Init, Linear, Module};
+use crate::nn::{join, Activation, Init, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::{Device, Error, Result, Tensor};
 
@@ -68,7 +68,7 @@ impl Module for M1 {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.classify(x)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         self.vae.visit(&join(prefix, "vae"), f);
         self.cls_h.visit(&join(prefix, "cls_h"), f);
         self.cls_out.visit(&join(prefix, "cls_out"), f);

@@ -105,7 +105,7 @@ use super::arch::util;
 use super::vae::{Vae, VaeConfig};
 use super::{Batch, Model, StepContext, Terms};
 use crate::metrics::ACTIVE_UNIT_THRESHOLD;
-use crate::nn::{join, Activation, Init, Linear, Module};
+use crate::nn::{join, Activation, Init, Layer, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::{no_grad, Device, Error, Result, Tensor};
 use std::sync::Mutex;
@@ -268,7 +268,7 @@ impl Module for GaussianM2 {
     fn forward(&self, f: &Tensor) -> Result<Tensor> {
         self.classify(f, None)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         self.cls_h.visit(&join(prefix, "cls_h"), f);
         self.cls_out.visit(&join(prefix, "cls_out"), f);
         self.enc_x.visit(&join(prefix, "enc_x"), f);
@@ -433,11 +433,11 @@ impl Module for M1M2 {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.classify(x)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         self.m1.visit(&join(prefix, "m1"), f);
         self.m2.visit(&join(prefix, "m2"), f);
         if let Some(a) = &self.z1_activity {
-            f(&join(prefix, "z1_activity"), a, false);
+            f(&join(prefix, "z1_activity"), a, Role::buffer(Layer::Buffer));
         }
     }
 }

@@ -32,7 +32,7 @@
 
 use super::arch::{ConvDecoder, ConvEncoder};
 use super::{Batch, Model, StepContext, Terms};
-use crate::nn::{join, Activation, Init, Linear, Module};
+use crate::nn::{join, Activation, Init, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::vae::{self, Likelihood};
 use crate::{Device, Error, Result, Tensor};
@@ -310,7 +310,7 @@ impl Module for M2 {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.classify(x)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         match &self.enc_x {
             EncX::Mlp { cls_h, enc_x } => {
                 cls_h.visit(&join(prefix, "cls_h"), f);

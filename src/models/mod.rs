@@ -3,6 +3,7 @@
 
 pub mod arch;
 pub mod classifier;
+pub mod describe;
 pub mod gmvae;
 pub mod m1;
 pub mod m1m2;
@@ -11,6 +12,7 @@ pub mod shot;
 pub mod vae;
 
 pub use classifier::Classifier;
+pub use describe::{describe, Description};
 pub use gmvae::{Gmvae, GmvaeConfig};
 pub use m1::M1;
 pub use m1m2::{M1M2Config, M1M2};
@@ -18,6 +20,7 @@ pub use m2::{M2Config, M2};
 pub use shot::{Shot, ShotConfig};
 pub use vae::{Vae, VaeConfig};
 
+use crate::data::{Dataset, SemiSupervised};
 use crate::nn::{Activation, Module};
 use crate::rng::Rng;
 use crate::{Device, Error, Result, Tensor};
@@ -93,6 +96,8 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// Both families, in the order the help lists them.
+    pub const ALL: [Arch; 2] = [Arch::Mlp, Arch::Conv];
     /// The command-line name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -126,7 +131,8 @@ pub struct ModelSpec {
     pub classes: usize,
     pub hidden: usize,
     pub z_dim: usize,
-    /// Labelled cross-entropy weight; None = the model's default (0.1·N/N_labelled for M2).
+    /// Labelled cross-entropy weight; None = the model's default (0.1·N/N_labelled for M2;
+    /// the value used is [`ModelSpec::effective_alpha`], which checkpoints record).
     pub alpha: Option<f32>,
     pub n_train: usize,
     pub n_labelled: usize,
@@ -151,7 +157,54 @@ pub struct ModelSpec {
     pub labelled_bound_weight: Option<f32>,
 }
 
+/// The hidden width of the MLP layers when none is chosen (`ssvae train --hidden`).
+pub const DEFAULT_HIDDEN: usize = 500;
+
 impl ModelSpec {
+    /// A spec of `kind` on `arch` for the training set `train` split as `split`, with the
+    /// defaults of `ssvae train`: [`DEFAULT_HIDDEN`] hidden units, the latent size
+    /// [`arch::default_z_dim`], `alpha` and the labelled-bound weight the model's own (for
+    /// m1m2 the paper's N_labelled/N_unlabelled), the fused kernels, no model options. Change
+    /// what you need with struct-update syntax, `ModelSpec { hidden: 64, ..ModelSpec::new(…) }`.
+    pub fn new(kind: ModelKind, arch: Arch, train: &Dataset, split: &SemiSupervised) -> Self {
+        ModelSpec {
+            kind,
+            arch,
+            input: (train.channels, train.height, train.width),
+            classes: train.classes,
+            hidden: DEFAULT_HIDDEN,
+            z_dim: arch::default_z_dim(arch),
+            alpha: None,
+            n_train: train.n,
+            n_labelled: split.labelled.len(),
+            fused: true,
+            freeze_m1_after: None,
+            align: false,
+            drop_inactive_z1: false,
+            // Written into the checkpoint, so that a resumed run keeps it (a spec without one
+            // means 1, the weighting before the option existed).
+            labelled_bound_weight: (kind == ModelKind::M1M2)
+                .then(|| split.labelled.len() as f32 / split.unlabelled.len().max(1) as f32),
+        }
+    }
+
+    /// The weight of the labelled cross-entropy the model trains with: `alpha` when given, else
+    /// the model's default (0.1·N/N_labelled for m2, m1m2 and gmvae, 1 for m1 and shot); `None`
+    /// for the models without that term (vae, classifier, gmvae without labels).
+    pub fn effective_alpha(&self) -> Option<f32> {
+        let given_or = |default: f32| Some(self.alpha.unwrap_or(default));
+        let per_label = 0.1 * self.n_train as f32 / self.n_labelled.max(1) as f32;
+        match self.kind {
+            ModelKind::Vae | ModelKind::Classifier => None,
+            ModelKind::Gmvae if self.n_labelled == 0 => None,
+            ModelKind::M1 => given_or(1.0),
+            ModelKind::Shot => {
+                given_or(ShotConfig::default_for(self.arch, self.input, self.classes, 0, 0).alpha)
+            }
+            ModelKind::M2 | ModelKind::M1M2 | ModelKind::Gmvae => given_or(per_label),
+        }
+    }
+
     /// Freeze M1 after `epoch` in a run that has trained `done` epochs (a resume): refused for
     /// models other than m1m2 and when it would change an epoch already trained, i.e. unless
     /// both the old freezing epoch (none: never) and the new one are at least `done`.
@@ -240,6 +293,13 @@ pub const M1M2_SIGMA: Option<f32> = None;
 /// The fraction of training during which M1+M2 trains M1 alone (see [`m1m2`]).
 pub const M1M2_M1_ONLY: f32 = 1.0 / 3.0;
 
+/// The nonlinearity of M2's MLP layers (its conv layers are ReLU, as every trunk's).
+pub const M2_ACTIVATION: Activation = Activation::Relu;
+
+/// The nonlinearity of M1+M2's upper M2 (softplus, as in the reference code); its M1 is a
+/// [`vae`] of ReLU layers.
+pub const M1M2_ACTIVATION: Activation = Activation::Softplus;
+
 /// Build a freshly initialised model from its spec, for every (kind, arch).
 ///
 /// - `hidden` sizes the MLP layers; the conv trunk and decoder always use the benchmark width
@@ -293,9 +353,8 @@ fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
     }
     spec.check_model_options()?;
     let width = arch::trunk_width(spec.arch, spec.hidden);
-    let m2_alpha = spec
-        .alpha
-        .unwrap_or(0.1 * spec.n_train as f32 / spec.n_labelled.max(1) as f32);
+    // vae, classifier and a gmvae without labels have no labelled cross-entropy to weigh.
+    let alpha = spec.effective_alpha().unwrap_or(0.0);
     let vae = VaeConfig {
         arch: spec.arch,
         input: spec.input,
@@ -313,22 +372,16 @@ fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
             rng,
             device,
         )?),
-        (ModelKind::M1, _) => Box::new(M1::new(
-            vae,
-            spec.hidden,
-            spec.alpha.unwrap_or(1.0),
-            rng,
-            device,
-        )?),
+        (ModelKind::M1, _) => Box::new(M1::new(vae, spec.hidden, alpha, rng, device)?),
         (ModelKind::M2, arch) => {
             let cfg = M2Config {
                 x_dim,
                 classes: spec.classes,
                 hidden: width,
                 z_dim: spec.z_dim,
-                alpha: m2_alpha,
+                alpha,
                 labelled_weight: spec.labelled_bound_weight.unwrap_or(1.0),
-                activation: Activation::Relu,
+                activation: M2_ACTIVATION,
                 fused: spec.fused,
             };
             match arch {
@@ -342,12 +395,12 @@ fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
                 hidden: spec.hidden,
                 z2_dim: spec.z_dim,
                 sigma: M1M2_SIGMA,
-                alpha: m2_alpha,
+                alpha,
                 m1_only_fraction: M1M2_M1_ONLY,
                 freeze_m1_after: spec.freeze_m1_after,
                 drop_inactive_z1: spec.drop_inactive_z1,
                 labelled_weight: spec.labelled_bound_weight.unwrap_or(1.0),
-                activation: Activation::Softplus,
+                activation: M1M2_ACTIVATION,
             },
             rng,
             device,
@@ -360,7 +413,7 @@ fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
                 hidden: width,
                 z_dim: spec.z_dim,
                 supervised: spec.n_labelled > 0,
-                alpha: m2_alpha,
+                alpha,
                 tau_init: 1.0,
                 tau_rate: 0.013_862_944,
                 tau_min: 0.5,
@@ -372,9 +425,7 @@ fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
         (ModelKind::Shot, arch) => {
             let mut cfg =
                 ShotConfig::default_for(arch, spec.input, spec.classes, width, spec.z_dim);
-            if let Some(a) = spec.alpha {
-                cfg.alpha = a;
-            }
+            cfg.alpha = alpha;
             cfg.align = spec.align;
             Box::new(Shot::new(cfg, rng, device)?)
         }

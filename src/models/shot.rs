@@ -64,7 +64,7 @@
 
 use super::arch::{self, util, Decoder, Encoder};
 use super::{Arch, Batch, Model, StepContext, Terms};
-use crate::nn::{join, Init, Linear, Module};
+use crate::nn::{join, Init, Layer, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::{no_grad, Device, Error, Result, Tensor};
 
@@ -321,14 +321,18 @@ impl Module for Shot {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.classify(x)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         self.trunk.visit(&join(prefix, "trunk"), f);
         self.enc_mu.visit(&join(prefix, "enc_mu"), f);
         self.enc_lv.visit(&join(prefix, "enc_lv"), f);
         self.cls.visit(&join(prefix, "cls"), f);
         self.dec.visit(&join(prefix, "dec"), f);
         if let Some(m) = &self.class_marginal {
-            f(&join(prefix, "class_marginal"), m, false);
+            f(
+                &join(prefix, "class_marginal"),
+                m,
+                Role::buffer(Layer::Buffer),
+            );
         }
     }
 }

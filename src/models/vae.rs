@@ -20,7 +20,7 @@
 
 use super::arch::{self, util, Decoder, Encoder};
 use super::{Arch, Batch, Model, StepContext, Terms};
-use crate::nn::{join, Init, Linear, Module};
+use crate::nn::{join, Init, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::{Device, Error, Result, Tensor};
 
@@ -153,7 +153,7 @@ impl Module for Vae {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.encode(x)?.0)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         self.enc.visit(&join(prefix, "enc"), f);
         self.enc_mu.visit(&join(prefix, "enc_mu"), f);
         self.enc_lv.visit(&join(prefix, "enc_lv"), f);

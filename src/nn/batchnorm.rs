@@ -5,7 +5,7 @@
 //! Evaluation: the running statistics replace the batch's. Composed from engine ops, so its
 //! gradient is the composition's.
 
-use super::{join, Module};
+use super::{join, Layer, Module, Role};
 use crate::storage::Storage;
 use crate::{no_grad, Device, Error, Result, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,11 +97,23 @@ impl Module for BatchNorm {
         let y = xhat.mul(&chan(&self.gamma)?)?.add(&chan(&self.beta)?)?;
         y.reshape(x.shape().clone())
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
-        f(&join(prefix, "gamma"), &self.gamma, true);
-        f(&join(prefix, "beta"), &self.beta, true);
-        f(&join(prefix, "running_mean"), &self.running_mean, false);
-        f(&join(prefix, "running_var"), &self.running_var, false);
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
+        let layer = Layer::BatchNorm {
+            eps: self.eps,
+            momentum: self.momentum,
+        };
+        f(&join(prefix, "gamma"), &self.gamma, Role::param(layer));
+        f(&join(prefix, "beta"), &self.beta, Role::param(layer));
+        f(
+            &join(prefix, "running_mean"),
+            &self.running_mean,
+            Role::buffer(layer),
+        );
+        f(
+            &join(prefix, "running_var"),
+            &self.running_var,
+            Role::buffer(layer),
+        );
     }
     fn set_training(&self, training: bool) {
         self.training.store(training, Ordering::Relaxed);

@@ -1,9 +1,16 @@
 //! Convolution layers (NCHW): Conv2d with weight [out, in, k, k] and ConvTranspose2d with weight
-//! [in, out, k, k] (PyTorch's layouts), each with a per-channel bias.
+//! [in, out, k, k] (PyTorch's layouts), each with a per-channel bias of shape `[C]`, also
+//! PyTorch's, so that a checkpoint's tensors load into `torch.nn` as they are. The bias is
+//! viewed as `[1, C, 1, 1]` only where it is added to the [N, C, H, W] output.
 
-use super::{join, Init, Module};
+use super::{join, Init, Layer, Module, Role};
 use crate::rng::Rng;
 use crate::{Device, Result, Tensor};
+
+/// `out` + `bias` (`[C]`) broadcast over the batch and the pixels of `out` (`[N, C, H, W]`).
+fn add_channel_bias(out: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    out.add(&bias.reshape([1, bias.elem_count(), 1, 1])?)
+}
 
 /// y = conv2d(x, W) + b.
 pub struct Conv2d {
@@ -29,7 +36,7 @@ impl Conv2d {
         let fan_in = c_in * k * k;
         Ok(Conv2d {
             weight: init.variable([c_out, c_in, k, k], fan_in, c_out * k * k, rng, device)?,
-            bias: Init::KaimingUniform.variable([1, c_out, 1, 1], fan_in, c_out, rng, device)?,
+            bias: Init::KaimingUniform.variable([c_out], fan_in, c_out, rng, device)?,
             stride,
             padding,
         })
@@ -38,12 +45,18 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv2d(&self.weight, self.stride, self.padding)?
-            .add(&self.bias)
+        add_channel_bias(
+            &x.conv2d(&self.weight, self.stride, self.padding)?,
+            &self.bias,
+        )
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
-        f(&join(prefix, "weight"), &self.weight, true);
-        f(&join(prefix, "bias"), &self.bias, true);
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
+        let role = Role::param(Layer::Conv2d {
+            stride: self.stride,
+            padding: self.padding,
+        });
+        f(&join(prefix, "weight"), &self.weight, role);
+        f(&join(prefix, "bias"), &self.bias, role);
     }
 }
 
@@ -74,7 +87,7 @@ impl ConvTranspose2d {
         let fan_in = c_out * k * k;
         Ok(ConvTranspose2d {
             weight: init.variable([c_in, c_out, k, k], fan_in, c_in * k * k, rng, device)?,
-            bias: Init::KaimingUniform.variable([1, c_out, 1, 1], fan_in, c_out, rng, device)?,
+            bias: Init::KaimingUniform.variable([c_out], fan_in, c_out, rng, device)?,
             stride,
             padding,
             output_padding,
@@ -84,11 +97,18 @@ impl ConvTranspose2d {
 
 impl Module for ConvTranspose2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv_transpose2d(&self.weight, self.stride, self.padding, self.output_padding)?
-            .add(&self.bias)
+        add_channel_bias(
+            &x.conv_transpose2d(&self.weight, self.stride, self.padding, self.output_padding)?,
+            &self.bias,
+        )
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
-        f(&join(prefix, "weight"), &self.weight, true);
-        f(&join(prefix, "bias"), &self.bias, true);
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
+        let role = Role::param(Layer::ConvTranspose2d {
+            stride: self.stride,
+            padding: self.padding,
+            output_padding: self.output_padding,
+        });
+        f(&join(prefix, "weight"), &self.weight, role);
+        f(&join(prefix, "bias"), &self.bias, role);
     }
 }

@@ -1,6 +1,6 @@
 //! Fully connected layer y = x·Wᵀ + b, W [out, in].
 
-use super::{join, Init, Module};
+use super::{join, Init, Layer, Module, Role};
 use crate::rng::Rng;
 use crate::{Device, Result, Tensor};
 
@@ -40,10 +40,14 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.linear(&self.weight, self.bias.as_ref())
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
-        f(&join(prefix, "weight"), &self.weight, true);
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
+        f(
+            &join(prefix, "weight"),
+            &self.weight,
+            Role::param(Layer::Linear),
+        );
         if let Some(b) = &self.bias {
-            f(&join(prefix, "bias"), b, true);
+            f(&join(prefix, "bias"), b, Role::param(Layer::Linear));
         }
     }
 }

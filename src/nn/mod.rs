@@ -3,12 +3,14 @@
 
 pub mod batchnorm;
 pub mod conv;
+pub mod describe;
 pub mod init;
 pub mod linear;
 pub mod sequential;
 
 pub use batchnorm::BatchNorm;
 pub use conv::{Conv2d, ConvTranspose2d};
+pub use describe::{layers, Layer, LayerEntry, Role};
 pub use init::Init;
 pub use linear::Linear;
 pub use sequential::{Activation, Reshape, Sequential};
@@ -19,9 +21,9 @@ use crate::{Result, Tensor};
 pub trait Module: Send + Sync {
     /// Apply the module.
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
-    /// Call `f(name, tensor, trainable)` for every parameter (trainable) and buffer (not), with
-    /// names prefixed by `prefix`.
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool));
+    /// Call `f(name, tensor, role)` for every parameter (`role.trainable`) and buffer (not),
+    /// with names prefixed by `prefix`; `role.layer` says which kind of layer holds it.
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role));
     /// Switch between training and evaluation behaviour (batch norm); a no-op by default.
     fn set_training(&self, _training: bool) {}
 }
@@ -29,8 +31,8 @@ pub trait Module: Send + Sync {
 /// The trainable parameters of `m`, by name.
 pub fn parameters(m: &dyn Module, prefix: &str) -> Vec<(String, Tensor)> {
     let mut v = Vec::new();
-    m.visit(prefix, &mut |name, t, trainable| {
-        if trainable {
+    m.visit(prefix, &mut |name, t, role| {
+        if role.trainable {
             v.push((name.to_string(), t.clone()));
         }
     });

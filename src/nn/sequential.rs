@@ -1,7 +1,7 @@
 //! Composition: a sequential container, activation layers, and a reshape layer (for decoders
 //! that go from a vector to feature maps).
 
-use super::{join, Module};
+use super::{join, Module, Role};
 use crate::{Result, Shape, Tensor};
 
 /// Modules applied in order; parameters are named by position ("0.weight", "2.bias", …).
@@ -28,7 +28,7 @@ impl Module for Sequential {
         }
         Ok(h)
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, bool)) {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
         for (i, m) in self.0.iter().enumerate() {
             m.visit(&join(prefix, &i.to_string()), f);
         }
@@ -50,6 +50,19 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The name of PyTorch's function for it: `relu`, `leaky_relu`, `elu`, `softplus`,
+    /// `sigmoid` or `tanh` (leaky_relu's slope and elu's α are not part of the name).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::LeakyRelu(_) => "leaky_relu",
+            Activation::Elu(_) => "elu",
+            Activation::Softplus => "softplus",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+        }
+    }
+
     /// Apply to a tensor.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         match *self {
@@ -67,7 +80,7 @@ impl Module for Activation {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.apply(x)
     }
-    fn visit(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor, bool)) {}
+    fn visit(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor, Role)) {}
 }
 
 /// Reshape every row: [n, …] → [n, dims…].
@@ -80,5 +93,5 @@ impl Module for Reshape {
         d.extend_from_slice(&self.0);
         x.reshape(Shape(d))
     }
-    fn visit(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor, bool)) {}
+    fn visit(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor, Role)) {}
 }

@@ -8,7 +8,9 @@
 //! * `model.safetensors`: every tensor of [`nn::state`] (parameters and buffers) by name, f32;
 //! * `optimizer.safetensors`: Adam's first and second moments, `m/<param>` and `v/<param>`;
 //! * `config.json`: the [`RunConfig`] (model spec, dataset, labels, seed, training config,
-//!   epoch and step, which checkpoints to keep);
+//!   epoch and step, which checkpoints to keep) and the model's [`Description`] (ssvae
+//!   version, likelihood, activation, the α used, the layer list), which loading ignores (it is
+//!   derived from the spec);
 //! * `state.json`: Adam's step count, the training RNG, both batchers' positions and, in a
 //!   mid-epoch checkpoint, how far the epoch had got ([`EpochProgress`]: its steps, examples
 //!   and running loss sums, so that finishing it gives the numbers of an uninterrupted epoch).
@@ -19,9 +21,15 @@
 //! older checkpoint directories removed: all but the [`Retention::keep_last`] newest epoch
 //! checkpoints (1 by default) and every mid-epoch one but the one just written. A crash at any
 //! point leaves `LATEST` naming a complete checkpoint (or no `LATEST` before the first save),
-//! never a mix of two saves. Both safetensors files also carry the epoch and step in their
-//! metadata, checked on load. [`save_best`] keeps a copy of the checkpoint with the best
+//! never a mix of two saves. Both safetensors files also carry the format, epoch and step in
+//! their metadata (one key, [`METADATA_KEY`], holding JSON), checked on load;
+//! `model.safetensors` adds the model spec and description, so that it describes itself
+//! without `config.json`. [`save_best`] keeps a copy of the checkpoint with the best
 //! validation error in `DIR/best/` (`train --save-best val_error`).
+//!
+//! Format 2 stores a convolution's bias as PyTorch does, `[C]`; format 1 stored it as
+//! `[1, C, 1, 1]` and stamped its safetensors files with a key `ssvae_position`. Format-1
+//! checkpoints still load (the bias is the same values).
 //!
 //! Loading checks every tensor's name, dtype and shape against the model built from the saved
 //! spec and that all its values are finite (an error names the tensor; saving refuses a model
@@ -30,7 +38,7 @@
 
 use super::{EpochProgress, TrainConfig, TrainState, INIT_STREAM};
 use crate::data::{Batcher, BatcherState, SemiSupervised};
-use crate::models::{self, Model, ModelKind, ModelSpec};
+use crate::models::{self, Description, Model, ModelKind, ModelSpec};
 use crate::rng::Rng;
 use crate::storage::Storage;
 use crate::{nn, Device, Error, Result, Tensor};
@@ -59,8 +67,9 @@ pub const BEST_FILE: &str = "best.json";
 const BEST_STAGING: &str = ".tmp-best";
 /// Where the previous copy waits while [`save_best`] swaps in a new one.
 const BEST_OLD: &str = ".old-best";
-/// The version written into `config.json`.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version written into `config.json` and the safetensors metadata (see the module docs
+/// for what changed).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What a run is (config.json): enough to rebuild the model, its data and its training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -299,15 +308,44 @@ fn safetensors_bytes(
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::data(path, e.to_string()))
 }
 
-/// The metadata key of the (epoch, step) stamp; one key, so that the header (a hash map) is
-/// written in the same order every time and equal checkpoints are equal files.
-const POSITION_KEY: &str = "ssvae_position";
+/// The metadata key of both safetensors files, holding a JSON object (format, epoch, step; for
+/// the model's file also its spec and description). One key, so that the header's metadata (a
+/// hash map) is written in the same order every time and equal checkpoints are equal files.
+pub const METADATA_KEY: &str = "ssvae";
+/// Format 1's metadata key, holding `epoch=E,step=S`.
+const V1_POSITION_KEY: &str = "ssvae_position";
 
-fn position_meta(epoch: usize, step: usize) -> HashMap<String, String> {
-    HashMap::from([(
-        POSITION_KEY.to_string(),
-        format!("epoch={epoch},step={step}"),
-    )])
+/// The metadata of a safetensors file: where in training it was saved, and for the model's
+/// file what the model is.
+#[derive(Serialize)]
+struct Stamp<'a> {
+    format: u32,
+    epoch: usize,
+    step: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a ModelSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a Description>,
+}
+
+/// The part of a [`Stamp`] that loading checks.
+#[derive(Deserialize)]
+struct Position {
+    epoch: usize,
+    step: usize,
+}
+
+fn stamp_meta(stamp: &Stamp, path: &Path) -> Result<HashMap<String, String>> {
+    let json = serde_json::to_string(stamp).map_err(|e| Error::data(path, e.to_string()))?;
+    Ok(HashMap::from([(METADATA_KEY.to_string(), json)]))
+}
+
+/// `config.json`: the run's config, and the model's description after it.
+#[derive(Serialize)]
+struct ConfigFile<'a> {
+    #[serde(flatten)]
+    run: &'a RunConfig,
+    description: &'a Description,
 }
 
 /// Save a checkpoint of `model` and `state` under `run_dir` (created if needed) and point
@@ -371,11 +409,25 @@ pub fn save(
     }
     let published = (|| {
         fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
-        let meta = position_meta(state.epoch, state.step);
+        let description = models::describe(&config.model, model);
+        let mut stamp = Stamp {
+            format: FORMAT_VERSION,
+            epoch: state.epoch,
+            step: state.step,
+            model: Some(&config.model),
+            description: Some(&description),
+        };
         let p = staging.join(MODEL_FILE);
-        write_synced(&p, &safetensors_bytes(&tensors, meta.clone(), &p)?)?;
+        write_synced(
+            &p,
+            &safetensors_bytes(&tensors, stamp_meta(&stamp, &p)?, &p)?,
+        )?;
+        (stamp.model, stamp.description) = (None, None);
         let p = staging.join(OPTIMIZER_FILE);
-        write_synced(&p, &safetensors_bytes(&opt_tensors, meta, &p)?)?;
+        write_synced(
+            &p,
+            &safetensors_bytes(&opt_tensors, stamp_meta(&stamp, &p)?, &p)?,
+        )?;
 
         let mut cfg = config.clone();
         cfg.format = FORMAT_VERSION;
@@ -383,7 +435,11 @@ pub fn save(
         cfg.step = state.step;
         cfg.steps_into_epoch = state.partial.as_ref().map_or(0, |p| p.steps_done);
         let p = staging.join(CONFIG_FILE);
-        write_synced(&p, &to_json(&cfg, &p)?)?;
+        let file = ConfigFile {
+            run: &cfg,
+            description: &description,
+        };
+        write_synced(&p, &to_json(&file, &p)?)?;
 
         let st = StateJson {
             epoch: state.epoch,
@@ -677,25 +733,37 @@ fn parse_safetensors<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>
     })
 }
 
-/// Check that `path`'s metadata records `epoch` and `step` (a file of another save otherwise).
+/// Check that `path`'s metadata records `epoch` and `step` (a file of another save otherwise),
+/// in format 2's [`METADATA_KEY`] or format 1's `ssvae_position`.
 fn check_position(path: &Path, bytes: &[u8], epoch: usize, step: usize) -> Result<()> {
     let (_, meta) = SafeTensors::read_metadata(bytes)
         .map_err(|e| Error::data(path, format!("corrupt or truncated safetensors file: {e}")))?;
-    let stamp = meta
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(POSITION_KEY))
-        .cloned()
-        .unwrap_or_default();
-    if stamp == format!("epoch={epoch},step={step}") {
-        return Ok(());
+    let meta = meta.metadata().clone().unwrap_or_default();
+    let stamped = match (meta.get(METADATA_KEY), meta.get(V1_POSITION_KEY)) {
+        (Some(json), _) => serde_json::from_str::<Position>(json)
+            .ok()
+            .map(|p| (p.epoch, p.step)),
+        (None, Some(v1)) => v1
+            .strip_prefix("epoch=")
+            .and_then(|r| r.split_once(",step="))
+            .and_then(|(e, s)| Some((e.parse().ok()?, s.parse().ok()?))),
+        (None, None) => None,
+    };
+    match stamped {
+        Some(p) if p == (epoch, step) => Ok(()),
+        Some((e, s)) => Err(Error::data(
+            path,
+            format!(
+                "stamped epoch {e}, step {s} but {CONFIG_FILE} says epoch {epoch}, step {step} (files of different saves)"
+            ),
+        )),
+        None => Err(Error::data(
+            path,
+            format!(
+                "its metadata holds no readable '{METADATA_KEY}' stamp of epoch and step (not a checkpoint file of ssvae, or a corrupt one)"
+            ),
+        )),
     }
-    Err(Error::data(
-        path,
-        format!(
-            "stamped {stamp:?} but {CONFIG_FILE} says epoch {epoch}, step {step} (files of different saves)"
-        ),
-    ))
 }
 
 /// The first value of `v` that is NaN or infinite, with its index.
@@ -718,7 +786,9 @@ fn copy_tensor(path: &Path, st: &SafeTensors, name: &str, dst: &Tensor) -> Resul
             format!("tensor '{name}' is {:?}, expected F32", view.dtype()),
         ));
     }
-    if view.shape() != dst.dims() {
+    // A conv bias of a format-1 checkpoint, [1, C, 1, 1], holds the values of today's [C].
+    let v1_conv_bias = matches!(view.shape(), [1, c, 1, 1] if dst.dims() == [*c]);
+    if view.shape() != dst.dims() && !v1_conv_bias {
         return Err(Error::data(
             path,
             format!(

@@ -15,6 +15,7 @@ use crate::data::Dataset;
 use crate::models::{Model, ModelSpec};
 use crate::rng::Rng;
 use crate::{memory, Device, Error, Result, Tensor};
+#[cfg(feature = "png")]
 use std::path::Path;
 
 /// The grey level of the gaps between tiles.
@@ -113,7 +114,8 @@ impl Grid {
         Ok(out)
     }
 
-    /// Encode as PNG bytes.
+    /// Encode as PNG bytes (cargo feature `png`).
+    #[cfg(feature = "png")]
     pub fn to_png(&self) -> Result<Vec<u8>> {
         let data = self.to_bytes()?;
         let (iw, ih) = self.image_size();
@@ -141,7 +143,8 @@ impl Grid {
         Ok(buf)
     }
 
-    /// Write as a PNG file (atomically: a temporary file renamed into place).
+    /// Write as a PNG file (atomically: a temporary file renamed into place; feature `png`).
+    #[cfg(feature = "png")]
     pub fn write_png(&self, path: &Path) -> Result<()> {
         let bytes = self.to_png()?;
         super::checkpoint::write_atomic(path, &bytes)

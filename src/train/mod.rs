@@ -79,6 +79,31 @@ pub struct TrainConfig {
 /// The usual step decay: a tenth at each milestone.
 pub const DEFAULT_LR_GAMMA: f32 = 0.1;
 
+impl Default for TrainConfig {
+    /// The defaults of `ssvae train`, on the CPU: 10 epochs of one pass over the unlabelled
+    /// pool in batches of 100 (and 100 labelled examples per step), Adam at 10⁻³ without a
+    /// schedule, seed 0, evaluation in chunks of 500, no augmentation. The command line sets
+    /// `use_unlabelled: false` for the classifier, which learns from labels alone (an epoch is
+    /// then one pass over the labelled set).
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 100,
+            labelled_batch: 100,
+            lr: 1e-3,
+            lr_milestones: Vec::new(),
+            lr_gamma: DEFAULT_LR_GAMMA,
+            seed: 0,
+            device: Device::Cpu,
+            eval_batch: 500,
+            steps_per_epoch: None,
+            use_unlabelled: true,
+            augment_shift: 0,
+            binarize: false,
+        }
+    }
+}
+
 fn default_lr_gamma() -> f32 {
     DEFAULT_LR_GAMMA
 }

@@ -13,7 +13,6 @@
 
 pub mod alloc;
 pub mod runtime;
-pub mod select;
 
 mod adam;
 mod conv;
@@ -30,7 +29,6 @@ mod vae;
 pub use adam::AdamTensors;
 pub use alloc::{AllocStats, DeviceBuffer};
 pub use runtime::{cuda_status, CudaRuntime, GemmPrecision};
-pub use select::{ensure_available, parse_device};
 
 use crate::backend::{
     AdamStep, BackendDevice, BackendStorage, BinaryOp, Conv2dShape, MatmulShape, ReduceOp, UnaryOp,
