@@ -193,6 +193,7 @@ impl Storage {
                 let (y, dw) = x.conv2d_with_weight_grad(w, g, s)?;
                 Ok((Storage::Cpu(y), Storage::Cpu(dw)))
             }
+            #[cfg(feature = "cuda")]
             (Storage::Cuda(x), Storage::Cuda(w), Storage::Cuda(g)) => {
                 let (y, dw) = x.conv2d_with_weight_grad(w, g, s)?;
                 Ok((Storage::Cuda(y), Storage::Cuda(dw)))
