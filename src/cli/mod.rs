@@ -8,7 +8,7 @@ mod train_loop;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use ssvae::backend::cuda::parse_device;
-use ssvae::data::{self, DatasetName};
+use ssvae::data::{self, DatasetSpec};
 use ssvae::models::{ModelKind, ModelSpec};
 use ssvae::train::checkpoint::RunConfig;
 use ssvae::{bench, Device, Error, Result};
@@ -97,9 +97,9 @@ fn is_clustering(spec: &ModelSpec) -> bool {
 
 /// Datasets of a saved run, checked against the sizes the checkpoint recorded.
 fn load_run_data(rc: &RunConfig, data_dir: Option<PathBuf>) -> Result<data::TrainTest> {
-    let name: DatasetName = rc.dataset.parse()?;
+    let name: DatasetSpec = rc.dataset.parse()?;
     let dir = data_dir.unwrap_or_else(data::default_data_dir);
-    let tt = data::load(name, &dir)?;
+    let tt = name.load(&dir)?;
     let (c, h, w) = rc.model.input;
     if tt.train.n != rc.model.n_train
         || (tt.train.channels, tt.train.height, tt.train.width) != (c, h, w)

@@ -7,7 +7,7 @@ use super::{load_run_data, positive, run_dir_of, Cli};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory};
 use ssvae::backend::cuda::{ensure_available, parse_device};
-use ssvae::data::{self, Dataset, DatasetName, SemiSupervised};
+use ssvae::data::{self, Dataset, DatasetSpec, SemiSupervised};
 use ssvae::models::{self, Arch, ModelKind, ModelSpec};
 use ssvae::rng::Rng;
 use ssvae::train::checkpoint::{self, RunConfig};
@@ -22,7 +22,8 @@ pub struct TrainArgs {
     /// vae | m1 | m2 | m1m2 | gmvae | shot | classifier (labels only: the baseline)
     #[arg(long, default_value = "m2")]
     model: String,
-    /// mnist | fashion-mnist | cifar10 | digits
+    /// mnist | fashion-mnist | cifar10 | digits | svhn, or NumPy arrays: npz:FILE (holding
+    /// x_train, y_train, x_test, y_test) | npy:DIR (x_train.npy …); see datasets/README.md
     #[arg(long, default_value = "mnist")]
     dataset: String,
     /// Directory holding <dataset>/ folders [default: $SSVAE_DATA_DIR, else ../shared/datasets]
@@ -262,9 +263,12 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         Some(_) => freeze_m1_after.or(Some(0)),
         None => freeze_m1_after,
     };
-    let name: DatasetName = dataset.parse()?;
-    let out = out
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{kind}-{name}-{labels}-s{seed}")));
+    // A path is recorded absolute: the run may be evaluated or resumed from elsewhere.
+    let name = dataset.parse::<DatasetSpec>()?.absolute()?;
+    let out = out.unwrap_or_else(|| {
+        let short = name.short_name();
+        PathBuf::from("runs").join(format!("{kind}-{short}-{labels}-s{seed}"))
+    });
     if checkpoint::exists(&out) {
         if !overwrite {
             return Err(Error::msg(format!(
@@ -276,7 +280,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
         checkpoint::clear(&out)?;
     }
     let dir = data_dir.unwrap_or_else(data::default_data_dir);
-    let tt = data::load(name, &dir)?;
+    let tt = name.load(&dir)?;
     let input = (tt.train.channels, tt.train.height, tt.train.width);
     data::augment::check_shift(augment_shift, input)?;
     let split = make_split(&tt.train, labels, validation, seed)?;
@@ -308,7 +312,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
     let model = models::build(&spec, &mut rng, device)?;
     let m1_from = match m1_from {
         Some(dir) => {
-            let ckpt = checkpoint::load_m1_weights(&dir, &spec, name.as_str(), model.as_ref())?;
+            let ckpt = checkpoint::load_m1_weights(&dir, &spec, &name.to_string(), model.as_ref())?;
             // Recorded absolute: the run may be resumed from another directory.
             let ckpt = std::fs::canonicalize(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
             println!(
