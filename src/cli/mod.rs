@@ -37,8 +37,10 @@ enum Command {
     /// Evaluate a checkpoint on the test set: error, ELBO, clustering ACC/NMI, and with
     /// --iwae-k K the importance-weighted bound on log p(x).
     Eval(eval::EvalArgs),
-    /// Draw image grids from a checkpoint: one row per class and one column per z ~ N(0, I),
-    /// or with --analogy a test image's style decoded with every class.
+    /// Draw image grids from a checkpoint: one row per class (or mixture component) and one
+    /// column per z ~ N(0, I), rows of z ~ N(0, I) for vae and m1, with --analogy a test
+    /// image's style decoded with every class, or with --reconstruct rows of test images each
+    /// above the row of their reconstructions.
     Sample(sample::SampleArgs),
     /// Measure GEMM, convolution, elementwise and M2 training-step speed on this machine.
     Bench {
