@@ -2,6 +2,7 @@
 //! `bench`, which is a thin wrapper over `ssvae::bench`.
 
 mod eval;
+mod plot;
 mod sample;
 mod train;
 mod train_loop;
@@ -42,6 +43,9 @@ enum Command {
     /// image's style decoded with every class, or with --reconstruct rows of test images each
     /// above the row of their reconstructions.
     Sample(sample::SampleArgs),
+    /// Draw the training curves of RUN/metrics.csv as a PNG: a panel per metric family
+    /// (training loss, ELBO, error, clustering, learning rate, throughput) over the epochs.
+    Plot(plot::PlotArgs),
     /// Measure GEMM, convolution, elementwise and M2 training-step speed on this machine.
     Bench {
         /// auto | cpu | cuda | cuda:N
@@ -68,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Train(args) => train::train_cmd(*args, &matches),
         Command::Eval(args) => eval::eval_cmd(args),
         Command::Sample(args) => sample::sample_cmd(args),
+        Command::Plot(args) => plot::plot_cmd(args),
         Command::Bench {
             device,
             quick,
