@@ -67,6 +67,7 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod plot;
 pub mod rng;
 pub mod shape;
 pub mod storage;

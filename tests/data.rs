@@ -250,6 +250,7 @@ fn dataset_names_parse() {
         ("fashion-mnist", DatasetName::FashionMnist),
         ("cifar10", DatasetName::Cifar10),
         ("digits", DatasetName::Digits),
+        ("svhn", DatasetName::Svhn),
         ("MNIST", DatasetName::Mnist),
     ] {
         assert_eq!(s.parse::<DatasetName>().unwrap(), d);
@@ -257,8 +258,11 @@ fn dataset_names_parse() {
     for d in DatasetName::ALL {
         assert_eq!(d.to_string().parse::<DatasetName>().unwrap(), d);
     }
-    let msg = err_msg("svhn".parse::<DatasetName>());
-    assert_contains(&msg, &["svhn", "mnist, fashion-mnist, cifar10, digits"]);
+    let msg = err_msg("usps".parse::<DatasetName>());
+    assert_contains(
+        &msg,
+        &["usps", "mnist, fashion-mnist, cifar10, digits, svhn"],
+    );
 }
 
 #[test]

@@ -3,12 +3,13 @@
 
 mod eval;
 mod interrupt;
+mod plot;
 mod sample;
 mod train;
 mod train_loop;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use ssvae::data::{self, DatasetName};
+use ssvae::data::{self, DatasetSpec};
 use ssvae::device::parse_device;
 use ssvae::models::{ModelKind, ModelSpec};
 use ssvae::train::checkpoint::RunConfig;
@@ -40,9 +41,14 @@ enum Command {
     /// Evaluate a checkpoint on the test set: error, ELBO, clustering ACC/NMI, and with
     /// --iwae-k K the importance-weighted bound on log p(x).
     Eval(eval::EvalArgs),
-    /// Draw image grids from a checkpoint: one row per class and one column per z ~ N(0, I),
-    /// or with --analogy a test image's style decoded with every class.
+    /// Draw image grids from a checkpoint: one row per class (or mixture component) and one
+    /// column per z ~ N(0, I), rows of z ~ N(0, I) for vae and m1, with --analogy a test
+    /// image's style decoded with every class, or with --reconstruct rows of test images each
+    /// above the row of their reconstructions.
     Sample(sample::SampleArgs),
+    /// Draw the training curves of RUN/metrics.csv as a PNG: a panel per metric family
+    /// (training loss, ELBO, error, clustering, learning rate, throughput) over the epochs.
+    Plot(plot::PlotArgs),
     /// Measure GEMM, convolution, elementwise and M2 training-step speed on this machine.
     Bench {
         /// auto | cpu | cuda | cuda:N
@@ -78,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Train(args) => train::train_cmd(*args, &matches),
         Command::Eval(args) => eval::eval_cmd(args).map(|()| ExitCode::SUCCESS),
         Command::Sample(args) => sample::sample_cmd(args).map(|()| ExitCode::SUCCESS),
+        Command::Plot(args) => plot::plot_cmd(args).map(|()| ExitCode::SUCCESS),
         Command::Bench {
             device,
             quick,
@@ -111,9 +118,9 @@ fn is_clustering(spec: &ModelSpec) -> bool {
 
 /// Datasets of a saved run, checked against the sizes the checkpoint recorded.
 fn load_run_data(rc: &RunConfig, data_dir: Option<PathBuf>) -> Result<data::TrainTest> {
-    let name: DatasetName = rc.dataset.parse()?;
+    let name: DatasetSpec = rc.dataset.parse()?;
     let dir = data_dir.unwrap_or_else(data::default_data_dir);
-    let tt = data::load(name, &dir)?;
+    let tt = name.load(&dir)?;
     let (c, h, w) = rc.model.input;
     if tt.train.n != rc.model.n_train
         || (tt.train.channels, tt.train.height, tt.train.width) != (c, h, w)

@@ -6,7 +6,7 @@ use super::train_loop::train_loop;
 use super::{load_run_data, positive, run_dir_of, Cli};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory};
-use ssvae::data::{self, Dataset, DatasetName, SemiSupervised};
+use ssvae::data::{self, Dataset, DatasetSpec, SemiSupervised};
 use ssvae::device::{ensure_available, parse_device};
 use ssvae::models::{self, Arch, Model, ModelKind, ModelSpec};
 use ssvae::rng::Rng;
@@ -23,9 +23,10 @@ pub struct TrainArgs {
     /// The model (classifier: labels only, the baseline)
     #[arg(long, value_enum, default_value_t = ModelKind::M2)]
     model: ModelKind,
-    /// The dataset, under --data-dir
-    #[arg(long, value_enum, default_value_t = DatasetName::Mnist, ignore_case = true)]
-    dataset: DatasetName,
+    /// mnist | fashion-mnist | cifar10 | digits | svhn, or NumPy arrays: npz:FILE (holding
+    /// x_train, y_train, x_test, y_test) | npy:DIR (x_train.npy …); see datasets/README.md
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
     /// Directory holding <dataset>/ folders [default: $SSVAE_DATA_DIR, else ../shared/datasets]
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -189,7 +190,7 @@ fn flag_name(id: &str) -> String {
 pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode> {
     let TrainArgs {
         model: kind,
-        dataset: name,
+        dataset,
         data_dir,
         labels,
         validation,
@@ -287,8 +288,12 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode
         Some(_) => freeze_m1_after.or(Some(0)),
         None => freeze_m1_after,
     };
-    let out = out
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{kind}-{name}-{labels}-s{seed}")));
+    // A path is recorded absolute: the run may be evaluated or resumed from elsewhere.
+    let name = dataset.parse::<DatasetSpec>()?.absolute()?;
+    let out = out.unwrap_or_else(|| {
+        let short = name.short_name();
+        PathBuf::from("runs").join(format!("{kind}-{short}-{labels}-s{seed}"))
+    });
     if checkpoint::exists(&out) {
         if !overwrite {
             return Err(Error::msg(format!(
@@ -301,7 +306,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode
     }
     let resume_hint = resume_command(&out, data_dir.as_deref());
     let dir = data_dir.unwrap_or_else(data::default_data_dir);
-    let tt = data::load(name, &dir)?;
+    let tt = name.load(&dir)?;
     let input = (tt.train.channels, tt.train.height, tt.train.width);
     data::augment::check_shift(augment_shift, input)?;
     let split = make_split(&tt.train, labels, validation, seed)?;
@@ -328,7 +333,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode
     check_save_best(&retention, &spec, model.as_ref())?;
     let m1_from = match m1_from {
         Some(dir) => {
-            let ckpt = checkpoint::load_m1_weights(&dir, &spec, name.as_str(), model.as_ref())?;
+            let ckpt = checkpoint::load_m1_weights(&dir, &spec, &name.to_string(), model.as_ref())?;
             // Recorded absolute: the run may be resumed from another directory.
             let ckpt = std::fs::canonicalize(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
             println!(

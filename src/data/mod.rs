@@ -1,8 +1,9 @@
 //! Datasets on the host: the [`Dataset`] type (pixels scaled to [0, 1], labels as `u8`), the
 //! [`load`] entry point that finds a dataset's standard files under `DATA_DIR/<name>/`, and the
 //! file readers it dispatches to (IDX for MNIST / Fashion-MNIST, the CIFAR-10 binary batches, the
-//! scikit-learn digits CSV), plus the semi-supervised splits and minibatching in [`split`](mod@split) and
-//! the training-time augmentation in [`augment`].
+//! scikit-learn digits CSV, SVHN's MATLAB files), the NumPy arrays of [`arrays`] that
+//! [`DatasetSpec`] (what `--dataset` names) adds, plus the semi-supervised splits and
+//! minibatching in [`split`](mod@split) and the training-time augmentation in [`augment`].
 //!
 //! Everything here is plain Rust on `Vec`s, independent of the tensor engine: the trainer gathers
 //! a batch with [`split::gather`] and uploads it. Files may be gzipped or not; that is decided by
@@ -11,11 +12,17 @@
 //! by the machine's memory. Every malformed input (a directory or a device where a file should
 //! be included) is an [`Error::Data`] naming the file and the problem; nothing here panics.
 
+pub mod arrays;
 pub mod augment;
 pub mod cifar;
 pub mod digits;
 pub mod idx;
+pub mod matfile;
+pub mod npy;
+pub mod npz;
+pub mod spec;
 pub mod split;
+pub mod svhn;
 
 use std::fmt;
 use std::fs::File;
@@ -27,6 +34,7 @@ use flate2::bufread::MultiGzDecoder;
 
 use crate::{Error, Result};
 
+pub use spec::DatasetSpec;
 pub use split::{batches, gather, split, subset, Batcher, BatcherState, SemiSupervised};
 
 /// A labelled image dataset held in host memory.
@@ -135,15 +143,18 @@ pub enum DatasetName {
     Cifar10,
     /// scikit-learn's 1,797 8×8 digits (pixels 0..16), one CSV.
     Digits,
+    /// SVHN, 73,257 + 26,032 32×32 RGB house-number digits, MATLAB files.
+    Svhn,
 }
 
 impl DatasetName {
     /// Every dataset, in the order of the command-line spelling list.
-    pub const ALL: [DatasetName; 4] = [
+    pub const ALL: [DatasetName; 5] = [
         DatasetName::Mnist,
         DatasetName::FashionMnist,
         DatasetName::Cifar10,
         DatasetName::Digits,
+        DatasetName::Svhn,
     ];
 
     /// The command-line spelling, which is also the folder name under the data directory.
@@ -153,6 +164,7 @@ impl DatasetName {
             DatasetName::FashionMnist => "fashion-mnist",
             DatasetName::Cifar10 => "cifar10",
             DatasetName::Digits => "digits",
+            DatasetName::Svhn => "svhn",
         }
     }
 }
@@ -175,7 +187,7 @@ impl FromStr for DatasetName {
             .ok_or_else(|| {
                 Error::invalid(
                     "dataset",
-                    format!("unknown dataset {s:?}; expected one of mnist, fashion-mnist, cifar10, digits"),
+                    format!("unknown dataset {s:?}; expected one of mnist, fashion-mnist, cifar10, digits, svhn, or npz:FILE / npy:DIR for NumPy arrays"),
                 )
             })
     }
@@ -190,6 +202,7 @@ impl FromStr for DatasetName {
 ///   also found in a `cifar-10-batches-bin/` subfolder as the official tarball unpacks.
 /// * `digits`: `digits.csv` or `digits.csv.gz`; the first 1,397 rows are the training set and
 ///   the last 400 the test set (see [`digits`]).
+/// * `svhn`: `train_32x32.mat` and `test_32x32.mat`, optionally gzipped (see [`svhn`]).
 ///
 /// A missing file is an error naming every path looked for.
 pub fn load(name: DatasetName, data_dir: &Path) -> Result<TrainTest> {
@@ -198,6 +211,7 @@ pub fn load(name: DatasetName, data_dir: &Path) -> Result<TrainTest> {
         DatasetName::Mnist | DatasetName::FashionMnist => idx::load_dir(&dir, name.as_str()),
         DatasetName::Cifar10 => cifar::load_dir(&dir),
         DatasetName::Digits => digits::load_dir(&dir),
+        DatasetName::Svhn => svhn::load_dir(&dir),
     }
 }
 

@@ -412,6 +412,18 @@ pub(crate) mod util {
             .add_scalar(c)
     }
 
+    /// The one-hot rows [n, K] of each row's most likely class under `logits` [n, K]: the class
+    /// a model names for an input, which its reconstruction is conditioned on.
+    pub fn argmax_one_hot(logits: &Tensor) -> Result<Tensor> {
+        let (_, k) = logits.dims2("argmax_one_hot")?;
+        let ys: Vec<u32> = logits
+            .argmax_rows()?
+            .into_iter()
+            .map(|c| c as u32)
+            .collect();
+        Tensor::one_hot(&ys, k, logits.device())
+    }
+
     /// A [n, k] tensor of zeros: the "no opinion" logits of a model without a classifier.
     pub fn zero_logits(n: usize, k: usize, device: Device) -> Result<Tensor> {
         Tensor::zeros([n, k], device)

@@ -29,13 +29,16 @@
 //!   −ELBO(x) = Σ_y q(y|x)·[BCE(dec(z_y), x) + log q(z_y|x,y) − log p(z_y|y)] + KL(q(y|x) ‖ U),
 //! z_y ~ q(z|x,y) one sample per class.
 //!
+//! Samples ([`Model::decode_class`]) draw z ~ p(z|y) for a chosen component y and decode it;
+//! a reconstruction decodes μ(x, y) of q(z|x,y) with y = argmax q(y|x).
+//!
 //! Architecture: MLP (jariasf's): q(y|x) = x → H → H → K, q(z|x,y) = [x, y] → H → H → (μ, σ²),
 //! p(x|z) = z → H → H → D, ReLU. Conv: the trunk h(x) of [`super::arch`] is shared, q(y|x) =
 //! Linear(256→K) on h and q(z|x,y) = Linear(256+K → z) twice (μ and σ²) on [h, y]; p(x|z) the
 //! conv decoder.
 
 use super::arch::{self, util, Decoder, Encoder, Mlp};
-use super::{Arch, Batch, Model, StepContext, Terms};
+use super::{Arch, Batch, Model, Prior, StepContext, Terms};
 use crate::nn::{join, Activation, Init, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::{Device, Error, Result, Tensor};
@@ -140,6 +143,24 @@ impl Gmvae {
         Ok((h, logits))
     }
 
+    /// (μ, σ²) of q(z|x,y) for inputs `x`, their trunk features `h` and class rows `y`.
+    fn posterior_z(&self, x: &Tensor, h: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
+        let inp = match &self.qz_h {
+            Some(m) => m.forward(&Tensor::concat(&[x, y], 1)?)?,
+            None => Tensor::concat(&[h, y], 1)?,
+        };
+        let mu = self.qz_mu.forward(&inp)?;
+        let var = self.qz_var.forward(&inp)?.softplus()?.add_scalar(VAR_EPS)?;
+        Ok((mu, var))
+    }
+
+    /// (μ_y, σ²_y) of p(z|y) for class rows `y`.
+    fn prior_z(&self, y: &Tensor) -> Result<(Tensor, Tensor)> {
+        let mu = self.pz_mu.forward(y)?;
+        let var = self.pz_var.forward(y)?.softplus()?.add_scalar(VAR_EPS)?;
+        Ok((mu, var))
+    }
+
     /// Per row: (BCE(dec(z), x), log q(z|x,y) − log p(z|y)) for one z ~ q(z|x,y); `h` are the
     /// trunk features of `x` and `y` the (relaxed or one-hot) class rows.
     fn bound_rows(
@@ -149,20 +170,14 @@ impl Gmvae {
         y: &Tensor,
         rng: &mut Rng,
     ) -> Result<(Tensor, Tensor)> {
-        let inp = match &self.qz_h {
-            Some(m) => m.forward(&Tensor::concat(&[x, y], 1)?)?,
-            None => Tensor::concat(&[h, y], 1)?,
-        };
-        let mu = self.qz_mu.forward(&inp)?;
-        let var = self.qz_var.forward(&inp)?.softplus()?.add_scalar(VAR_EPS)?;
+        let (mu, var) = self.posterior_z(x, h, y)?;
         let eps = Tensor::randn(
             mu.shape().clone(),
             rng.next_key(mu.elem_count()),
             self.device,
         )?;
         let z = mu.add(&var.sqrt()?.mul(&eps)?)?;
-        let py_mu = self.pz_mu.forward(y)?;
-        let py_var = self.pz_var.forward(y)?.softplus()?.add_scalar(VAR_EPS)?;
+        let (py_mu, py_var) = self.prior_z(y)?;
         let gauss = util::log_normal_var_rows(&z, &mu, &var)?
             .sub(&util::log_normal_var_rows(&z, &py_mu, &py_var)?)?;
         let rec = self.dec.forward(&z)?.bce_with_logits_rows(x)?;
@@ -247,5 +262,31 @@ impl Model for Gmvae {
             .mul(&per_class)?
             .sum(1)?
             .add(&util::kl_categorical_uniform_rows(&logits)?)
+    }
+
+    fn prior(&self) -> Prior {
+        Prior::PerClass
+    }
+
+    /// A draw of component y's Gaussian p(z|y) = N(μ_y, σ²_y), z = μ_y + σ_y·ε, decoded.
+    fn decode_class(&self, eps: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let (mu, var) = self.prior_z(y)?;
+        self.dec.forward(&mu.add(&var.sqrt()?.mul(eps)?)?)
+    }
+
+    /// (μ(x, y) − μ_y) / σ_y: the posterior mean standardised by the component's prior.
+    fn style(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let (h, _) = self.infer_y(x)?;
+        let (mu, _) = self.posterior_z(x, &h, y)?;
+        let (py_mu, py_var) = self.prior_z(y)?;
+        mu.sub(&py_mu)?.div(&py_var.sqrt()?)
+    }
+
+    /// μ(x, y) of q(z|x,y) for the component y = argmax q(y|x), decoded.
+    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+        let (h, logits) = self.infer_y(x)?;
+        let y = util::argmax_one_hot(&logits)?;
+        let (mu, _) = self.posterior_z(x, &h, &y)?;
+        self.dec.forward(&mu)
     }
 }

@@ -25,7 +25,7 @@
 //!   33.0 / 30.2% to 26.0 / 29.0% (and from 48% to 36% at hidden 64).
 
 use super::vae::{Vae, VaeConfig};
-use super::{Batch, Model, StepContext, Terms};
+use super::{Batch, Model, Prior, StepContext, Terms};
 use crate::nn::{join, Activation, Init, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::{Device, Error, Result, Tensor};
@@ -112,5 +112,15 @@ impl Model for M1 {
     }
     fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         self.vae.neg_elbo(x, rng)
+    }
+    // Samples and reconstructions are the VAE's: the classifier has no generative part.
+    fn prior(&self) -> Prior {
+        self.vae.prior()
+    }
+    fn decode_prior(&self, z: &Tensor) -> Result<Tensor> {
+        self.vae.decode_prior(z)
+    }
+    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+        self.vae.reconstruct(x)
     }
 }

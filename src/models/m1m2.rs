@@ -103,7 +103,7 @@
 
 use super::arch::util;
 use super::vae::{Vae, VaeConfig};
-use super::{Batch, Model, StepContext, Terms};
+use super::{Batch, Model, Prior, StepContext, Terms};
 use crate::metrics::ACTIVE_UNIT_THRESHOLD;
 use crate::nn::{join, Activation, Init, Layer, Linear, Module, Role};
 use crate::rng::Rng;
@@ -219,6 +219,17 @@ impl GaussianM2 {
         self.enc_x.forward(&Self::input(f, mask)?)
     }
 
+    /// The hidden layer of p(z1|y,z2)'s networks for codes `z` [n, z2] and one-hot `y` [n, K].
+    fn decoder_hidden(&self, z: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let zy = Tensor::concat(&[z, y], 1)?;
+        self.activation.apply(&self.dec_h.forward(&zy)?)
+    }
+
+    /// The mean g(z2, y) of p(z1|y,z2), inactive units (with a mask) at their N(0, 1) mean 0.
+    fn decode_mean(&self, z: &Tensor, y: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        Self::input(&self.dec_out.forward(&self.decoder_hidden(z, y)?)?, mask)
+    }
+
     /// L(f, y) per row, for one-hot `y` and `hf` = [`Self::encode_f`] matching its rows. With
     /// a mask, the likelihood of an inactive unit is N(0, 1) (mean and log-variance masked to
     /// 0; σ² with a fixed σ).
@@ -233,9 +244,7 @@ impl GaussianM2 {
         let h = self.activation.apply(&hf.add(&self.enc_y.forward(y)?)?)?;
         let (mu, lv) = (self.enc_mu.forward(&h)?, self.enc_lv.forward(&h)?);
         let z = util::reparam(&mu, &lv, rng, self.device)?;
-        let dh = self
-            .activation
-            .apply(&self.dec_h.forward(&Tensor::concat(&[&z, y], 1)?)?)?;
+        let dh = self.decoder_hidden(&z, y)?;
         let mean = Self::input(&self.dec_out.forward(&dh)?, mask)?;
         let nll = match &self.variance {
             Variance::Learned(lv_head) => {
@@ -536,6 +545,18 @@ impl Model for M1M2 {
 
     fn latent_mean(&self, x: &Tensor) -> Result<Tensor> {
         self.m1.latent_mean(x)
+    }
+    fn prior(&self) -> Prior {
+        Prior::PerClass
+    }
+    /// z2 and y decoded to the mean of p(z1|y,z2), decoded by M1.
+    fn decode_class(&self, z: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let z1 = self.m2.decode_mean(z, y, self.active_mask()?.as_ref())?;
+        self.m1.decode(&z1)
+    }
+    /// M1's reconstruction, through the z1 that the upper M2 models.
+    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+        self.m1.reconstruct(x)
     }
     fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         let (mu, lv) = self.m1.encode(x)?;

@@ -30,8 +30,9 @@
 //! (`vae::reparameterize` + `vae::elbo_labelled` / `vae::elbo_marginal`); otherwise they are
 //! composed from primitives as written above. Both paths draw the same ε.
 
+use super::arch::util;
 use super::arch::{ConvDecoder, ConvEncoder};
-use super::{Batch, Model, StepContext, Terms};
+use super::{Batch, Model, Prior, StepContext, Terms};
 use crate::nn::{join, Activation, Init, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::vae::{self, Likelihood};
@@ -401,8 +402,18 @@ impl Model for M2 {
         self.importance_weights(x, k, rng)
     }
 
+    fn prior(&self) -> Prior {
+        Prior::PerClass
+    }
+
     fn decode_class(&self, z: &Tensor, y: &Tensor) -> Result<Tensor> {
         self.decode(z, y)
+    }
+
+    /// μ(x, y) of q(z|x,y) for y = argmax q(y|x), decoded with that y.
+    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+        let y = util::argmax_one_hot(&self.classify(x)?)?;
+        self.decode(&self.style_mean(x, &y)?, &y)
     }
 
     fn style(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {

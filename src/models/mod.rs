@@ -537,22 +537,57 @@ pub trait Model: Module {
             "a posterior mean of z given x alone (eval --active-units)",
         ))
     }
-    /// Bernoulli logits of p(x | y, z) [n, D] for latent codes `z` [n, z_dim] and one-hot
-    /// classes `y` [n, K]: the hook of `ssvae sample`. The default is an error.
+    /// What `ssvae sample` draws from: the default is nothing (a model without a generative
+    /// side, the classifier).
+    fn prior(&self) -> Prior {
+        Prior::None
+    }
+    /// Bernoulli logits of p(x | z) [n, D] for codes `z` [n, z_dim] drawn from p(z) = N(0, I),
+    /// for a model whose prior is [`Prior::Standard`]. The default is an error.
+    fn decode_prior(&self, _z: &Tensor) -> Result<Tensor> {
+        Err(unsupported(self.name(), "decoding prior draws z (sample)"))
+    }
+    /// Bernoulli logits of p(x | y, z) [n, D] for one-hot classes (or mixture components) `y`
+    /// [n, K] and standard-normal draws `z` [n, z_dim], for a model whose prior is
+    /// [`Prior::PerClass`]: `z` is the latent code itself where p(z | y) = N(0, I) (m2, m1m2's
+    /// z2, shot), and is mapped to μ_y + σ_y·z where the prior's Gaussian depends on y (gmvae),
+    /// so that a column of `ssvae sample` shares its noise. The default is an error.
     fn decode_class(&self, _z: &Tensor, _y: &Tensor) -> Result<Tensor> {
         Err(unsupported(
             self.name(),
             "class-conditional decoding (sample)",
         ))
     }
-    /// The mean of q(z | x, y) [n, z_dim] for inputs `x` [n, D] and one-hot `y` [n, K]: the
-    /// "style" of `x` given its class, for analogies. The default is an error.
+    /// Bernoulli logits of the reconstruction of inputs `x` [n, D]: x encoded to the mean of
+    /// its posterior (conditioned, in models with a class variable, on the class the model
+    /// names for x) and decoded (`sample --reconstruct`). The default is an error.
+    fn reconstruct(&self, _x: &Tensor) -> Result<Tensor> {
+        Err(unsupported(
+            self.name(),
+            "reconstruction (sample --reconstruct)",
+        ))
+    }
+    /// The "style" of inputs `x` [n, D] given their one-hot classes `y` [n, K], for analogies:
+    /// the mean of q(z | x, y), in the noise space of [`Model::decode_class`] (standardised by
+    /// p(z | y) where that depends on y). The default is an error.
     fn style(&self, _x: &Tensor, _y: &Tensor) -> Result<Tensor> {
         Err(unsupported(
             self.name(),
             "inferring a style z from (x, y) (sample --analogy)",
         ))
     }
+}
+
+/// How a model's generative side is sampled ([`Model::prior`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prior {
+    /// z ~ N(0, I), decoded by [`Model::decode_prior`]: vae and m1.
+    Standard,
+    /// A class or mixture component y with standard-normal noise, decoded by
+    /// [`Model::decode_class`]: m2, m1m2, shot and gmvae.
+    PerClass,
+    /// No generative model: the classifier.
+    None,
 }
 
 /// The error of a [`Model`] hook that `model` does not implement.

@@ -63,7 +63,7 @@
 //! trunk (heads Linear(256→z) ×2 and Linear(256→K)) and conv decoder on [z, y].
 
 use super::arch::{self, util, Decoder, Encoder};
-use super::{Arch, Batch, Model, StepContext, Terms};
+use super::{Arch, Batch, Model, Prior, StepContext, Terms};
 use crate::nn::{join, Init, Layer, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::{no_grad, Device, Error, Result, Tensor};
@@ -402,6 +402,21 @@ impl Model for Shot {
 
     fn latent_mean(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.encode(x)?.mu)
+    }
+    fn prior(&self) -> Prior {
+        Prior::PerClass
+    }
+    fn decode_class(&self, z: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.dec.forward(&Tensor::concat(&[z, y], 1)?)
+    }
+    /// q(z|x) does not depend on y: the style is μ(x) whatever the class.
+    fn style(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
+        Ok(self.encode(x)?.mu)
+    }
+    /// μ(x) decoded with y = argmax q(y|x).
+    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+        let p = self.encode(x)?;
+        self.decode_class(&p.mu, &util::argmax_one_hot(&p.logits)?)
     }
     fn neg_elbo(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         let k = self.cfg.classes;

@@ -13,13 +13,14 @@
 //! layers, as M1 in Kingma et al.'s code: 784-500-500-50), or the conv trunk and decoder of
 //! [`super::arch`] with heads Linear(256 → z) for μ and log σ².
 //!
-//! A VAE has no classifier: [`Model::classifies`] is false and [`Model::classify`] returns
+//! Samples decode z ~ N(0, I) ([`Model::decode_prior`]); reconstructions decode the posterior
+//! mean μ(x). A VAE has no classifier: [`Model::classifies`] is false and [`Model::classify`] returns
 //! all-zero logits [n, K] (so that an evaluation loop that does not check still runs; its
 //! "error" is then that of always predicting class 0 and means nothing). This struct is also
 //! M1's feature extractor and the lower layer of M1+M2.
 
 use super::arch::{self, util, Decoder, Encoder};
-use super::{Arch, Batch, Model, StepContext, Terms};
+use super::{Arch, Batch, Model, Prior, StepContext, Terms};
 use crate::nn::{join, Init, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::{Device, Error, Result, Tensor};
@@ -184,5 +185,14 @@ impl Model for Vae {
     }
     fn classifies(&self) -> bool {
         false
+    }
+    fn prior(&self) -> Prior {
+        Prior::Standard
+    }
+    fn decode_prior(&self, z: &Tensor) -> Result<Tensor> {
+        self.decode(z)
+    }
+    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+        self.decode(&self.encode(x)?.0)
     }
 }

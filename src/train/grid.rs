@@ -1,11 +1,17 @@
 //! Image grids of a trained generative model, written as 8-bit PNG (`ssvae sample`):
 //!
-//! * [`class_grid`]: one row per class y, one column per z ~ N(0, I) (the same z down a
-//!   column, so a column shows one "style" across classes), each tile p(x | y, z) through a
-//!   sigmoid as grey levels (Kingma et al. 2014, figure 1);
+//! * [`class_grid`]: one row per class y (or mixture component), one column per z ~ N(0, I)
+//!   (the same z down a column, so a column shows one "style" across classes), each tile
+//!   p(x | y, z) (Kingma et al. 2014, figure 1);
+//! * [`prior_grid`]: for a model whose prior has no class (vae, m1), rows × columns of
+//!   independent z ~ N(0, I) decoded through p(x | z);
 //! * [`analogy_grid`]: one row per test image x, its style z = μ(x, y_true) of q(z|x,y)
 //!   decoded with every class y; the first column is x itself (the analogies of the same
-//!   paper).
+//!   paper);
+//! * [`reconstruction_grid`]: rows of test images, each followed by a row of their
+//!   reconstructions ([`Model::reconstruct`]).
+//!
+//! Every decoded tile is the mean of the Bernoulli p(x | …), the sigmoid of the logits.
 //!
 //! Tiles are separated by 1-pixel white gaps. One-channel images become a grey PNG, three
 //! channels (CIFAR-10, CHW) an RGB one.
@@ -213,6 +219,60 @@ pub fn class_grid(
     })
 }
 
+/// Samples of a model whose prior is p(z) = N(0, I) ([`crate::models::Prior::Standard`]):
+/// `rows × cols` independent draws from `rng`, decoded with [`Model::decode_prior`].
+pub fn prior_grid(
+    model: &dyn Model,
+    spec: &ModelSpec,
+    rows: usize,
+    cols: usize,
+    rng: &mut Rng,
+    device: Device,
+) -> Result<Grid> {
+    if rows == 0 || cols == 0 {
+        return Err(Error::invalid(
+            "sample",
+            "a grid needs at least one row and one column",
+        ));
+    }
+    let n = rows * cols;
+    in_eval_mode(model, || {
+        let z = Tensor::randn([n, spec.z_dim], rng.next_key(n * spec.z_dim), device)?;
+        let x = model.decode_prior(&z)?.sigmoid()?;
+        grid_of(x.to_vec()?, rows, cols, spec.input)
+    })
+}
+
+/// Reconstructions: the test examples `indices` of `ds`, `cols` to a row, each row of images
+/// followed by the row of their reconstructions (so `2 · indices.len() / cols` rows).
+pub fn reconstruction_grid(
+    model: &dyn Model,
+    ds: &Dataset,
+    indices: &[usize],
+    cols: usize,
+    device: Device,
+) -> Result<Grid> {
+    if indices.is_empty() || cols == 0 || !indices.len().is_multiple_of(cols) {
+        return Err(Error::invalid(
+            "sample",
+            format!("{} images do not fill rows of {cols}", indices.len()),
+        ));
+    }
+    in_eval_mode(model, || {
+        let (x, _) = super::batch_tensor(ds, indices, device)?;
+        let rec = model.reconstruct(&x)?.sigmoid()?.to_vec()?;
+        let xs = x.to_vec()?;
+        let row = cols * ds.dim();
+        let pixels: Vec<f32> = xs
+            .chunks(row)
+            .zip(rec.chunks(row))
+            .flat_map(|(orig, rec)| orig.iter().chain(rec).copied())
+            .collect();
+        let rows = 2 * indices.len() / cols;
+        grid_of(pixels, rows, cols, (ds.channels, ds.height, ds.width))
+    })
+}
+
 /// Analogies: for each test example `indices[i]` of `ds`, a row with the image itself and
 /// then its style μ(x, y_true) decoded with every class.
 pub fn analogy_grid(
@@ -255,6 +315,7 @@ pub fn analogy_grid(
     })
 }
 
+/// A grid of `rows × cols` tiles of `shape` from their pixels, row by row.
 fn grid_of(
     pixels: Vec<f32>,
     rows: usize,
