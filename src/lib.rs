@@ -67,7 +67,10 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+#[cfg(feature = "png")]
 pub mod plot;
+#[cfg(feature = "png")]
+pub mod png_image;
 pub mod rng;
 pub mod shape;
 pub mod storage;

@@ -23,7 +23,7 @@
 //! - **Conv**: one trunk h(x) (conv, conv, dense 256) shared by q(y|x) = Linear(256→K) and
 //!   q(z|x,y) = Linear(256+K → 2·z) → (μ, log σ²), the latter computed as W_h·h + W_y·y by the
 //!   same split (identical parameters to one Linear on [h, y]); p(x|y,z) is the conv decoder on
-//!   [z, y]. The trunk runs once per batch and feeds both heads ([`EncX::encode`]); computing
+//!   [z, y]. The trunk runs once per batch and feeds both heads (`EncX::encode`); computing
 //!   it twice, once per head, cost 13 % of a training step's flops.
 //!
 //! With `fused` (the CLI default), L and U are each one fused op after the decoder

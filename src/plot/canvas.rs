@@ -129,33 +129,12 @@ impl Canvas {
 
     /// Encode as an 8-bit RGB PNG.
     pub fn to_png(&self) -> Result<Vec<u8>> {
-        let side = |v: usize| {
-            u32::try_from(v)
-                .ok()
-                .filter(|&v| v > 0 && v <= i32::MAX as u32)
-        };
-        let (Some(w), Some(h)) = (side(self.width), side(self.height)) else {
-            return Err(Error::invalid(
-                "canvas",
-                format!("a {}×{} image cannot be a PNG", self.width, self.height),
-            ));
-        };
-        let png_err = |e: png::EncodingError| Error::msg(format!("png: {e}"));
-        let mut buf = Vec::new();
-        {
-            let mut enc = png::Encoder::new(&mut buf, w, h);
-            enc.set_color(png::ColorType::Rgb);
-            enc.set_depth(png::BitDepth::Eight);
-            let mut writer = enc.write_header().map_err(png_err)?;
-            writer.write_image_data(&self.pixels).map_err(png_err)?;
-            writer.finish().map_err(png_err)?;
-        }
-        Ok(buf)
+        crate::png_image::encode("canvas", self.width, self.height, 3, &self.pixels)
     }
 
     /// Write as a PNG file, atomically (a temporary file renamed into place).
     pub fn write_png(&self, path: &Path) -> Result<()> {
-        crate::train::checkpoint::write_atomic(path, &self.to_png()?)
+        crate::png_image::write(path, "canvas", self.width, self.height, 3, &self.pixels)
     }
 }
 

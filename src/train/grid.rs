@@ -123,37 +123,15 @@ impl Grid {
     /// Encode as PNG bytes (cargo feature `png`).
     #[cfg(feature = "png")]
     pub fn to_png(&self) -> Result<Vec<u8>> {
-        let data = self.to_bytes()?;
         let (iw, ih) = self.image_size();
-        let side = |v: usize| u32::try_from(v).ok().filter(|&v| v <= i32::MAX as u32);
-        let (Some(iw), Some(ih)) = (side(iw), side(ih)) else {
-            return Err(Error::invalid(
-                "grid",
-                format!("a {iw}×{ih}-pixel image: PNG sides are at most 2^31 − 1 pixels"),
-            ));
-        };
-        let mut buf = Vec::new();
-        let png_err = |e: png::EncodingError| Error::msg(format!("png: {e}"));
-        {
-            let mut enc = png::Encoder::new(&mut buf, iw, ih);
-            enc.set_color(if self.channels == 1 {
-                png::ColorType::Grayscale
-            } else {
-                png::ColorType::Rgb
-            });
-            enc.set_depth(png::BitDepth::Eight);
-            let mut w = enc.write_header().map_err(png_err)?;
-            w.write_image_data(&data).map_err(png_err)?;
-            w.finish().map_err(png_err)?;
-        }
-        Ok(buf)
+        crate::png_image::encode("grid", iw, ih, self.channels, &self.to_bytes()?)
     }
 
     /// Write as a PNG file (atomically: a temporary file renamed into place; feature `png`).
     #[cfg(feature = "png")]
     pub fn write_png(&self, path: &Path) -> Result<()> {
-        let bytes = self.to_png()?;
-        super::checkpoint::write_atomic(path, &bytes)
+        let (iw, ih) = self.image_size();
+        crate::png_image::write(path, "grid", iw, ih, self.channels, &self.to_bytes()?)
     }
 }
 
