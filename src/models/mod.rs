@@ -2,6 +2,7 @@
 //! training loop only sees the [`Model`] trait, never which model it runs.
 
 pub mod arch;
+pub mod class_style;
 pub mod classifier;
 pub mod describe;
 pub mod gmvae;
@@ -9,6 +10,7 @@ pub mod m1;
 pub mod m1m2;
 pub mod m2;
 pub mod shot;
+pub mod sparse;
 pub mod vae;
 
 pub use classifier::Classifier;
@@ -18,6 +20,7 @@ pub use m1::M1;
 pub use m1m2::{M1M2Config, M1M2};
 pub use m2::{M2Config, M2};
 pub use shot::{Shot, ShotConfig};
+pub use sparse::{Sparse, SparseConfig};
 pub use vae::{Vae, VaeConfig};
 
 use crate::data::{Dataset, SemiSupervised};
@@ -37,18 +40,20 @@ pub enum ModelKind {
     M1M2,
     Gmvae,
     Shot,
+    Sparse,
     Classifier,
 }
 
 impl ModelKind {
     /// Every kind, in the order the help lists them.
-    pub const ALL: [ModelKind; 7] = [
+    pub const ALL: [ModelKind; 8] = [
         ModelKind::Vae,
         ModelKind::M1,
         ModelKind::M2,
         ModelKind::M1M2,
         ModelKind::Gmvae,
         ModelKind::Shot,
+        ModelKind::Sparse,
         ModelKind::Classifier,
     ];
     /// The command-line name.
@@ -60,6 +65,7 @@ impl ModelKind {
             ModelKind::M1M2 => "m1m2",
             ModelKind::Gmvae => "gmvae",
             ModelKind::Shot => "shot",
+            ModelKind::Sparse => "sparse",
             ModelKind::Classifier => "classifier",
         }
     }
@@ -189,19 +195,22 @@ impl ModelSpec {
     }
 
     /// The weight of the labelled cross-entropy the model trains with: `alpha` when given, else
-    /// the model's default (0.1·N/N_labelled for m2, m1m2 and gmvae, 1 for m1 and shot); `None`
-    /// for the models without that term (vae, classifier, gmvae without labels).
+    /// the model's default (0.1·N/N_labelled for m2, m1m2, gmvae and sparse, 1 for m1 and
+    /// shot); `None` for the models without that term (vae, classifier, gmvae and sparse
+    /// without labels).
     pub fn effective_alpha(&self) -> Option<f32> {
         let given_or = |default: f32| Some(self.alpha.unwrap_or(default));
         let per_label = 0.1 * self.n_train as f32 / self.n_labelled.max(1) as f32;
         match self.kind {
             ModelKind::Vae | ModelKind::Classifier => None,
-            ModelKind::Gmvae if self.n_labelled == 0 => None,
+            ModelKind::Gmvae | ModelKind::Sparse if self.n_labelled == 0 => None,
             ModelKind::M1 => given_or(1.0),
             ModelKind::Shot => {
                 given_or(ShotConfig::default_for(self.arch, self.input, self.classes, 0, 0).alpha)
             }
-            ModelKind::M2 | ModelKind::M1M2 | ModelKind::Gmvae => given_or(per_label),
+            ModelKind::M2 | ModelKind::M1M2 | ModelKind::Gmvae | ModelKind::Sparse => {
+                given_or(per_label)
+            }
         }
     }
 
@@ -308,8 +317,8 @@ pub const M1M2_ACTIVATION: Activation = Activation::Softplus;
 ///   [`arch::default_z_dim`]`(Conv)` = 32; a command line should default to it).
 /// - The conv architecture needs height and width that are multiples of 4 (MNIST, CIFAR-10 and
 ///   the 8×8 digits all qualify); other inputs are refused with an error.
-/// - `alpha` (None = the model's default): the labelled cross-entropy weight of m2, m1m2 and
-///   gmvae (default 0.1·N/N_labelled), of shot's labelled mixup cross-entropy (default 1), and
+/// - `alpha` (None = the model's default): the labelled cross-entropy weight of m2, m1m2,
+///   gmvae and sparse (default 0.1·N/N_labelled), of shot's labelled mixup cross-entropy (default 1), and
 ///   of m1's classifier (default 1; under Adam it hardly matters, the classifier being trained
 ///   on detached features). vae and classifier ignore it.
 /// - gmvae is unsupervised when `n_labelled` is 0 and adds the labelled cross-entropy otherwise.
@@ -429,6 +438,18 @@ fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
             cfg.align = spec.align;
             Box::new(Shot::new(cfg, rng, device)?)
         }
+        (ModelKind::Sparse, arch) => Box::new(Sparse::new(
+            SparseConfig {
+                arch,
+                input: spec.input,
+                classes: spec.classes,
+                hidden: width,
+                z_dim: spec.z_dim,
+                alpha,
+            },
+            rng,
+            device,
+        )?),
         (ModelKind::Classifier, arch) => Box::new(Classifier::new(
             arch,
             spec.input,
