@@ -1249,7 +1249,7 @@ impl Decode<'_, '_, '_> {
                 if dty.is_float() && sty.is_float() && dty.bits() < sty.bits() && frnd.is_none() {
                     return self.err(format!("`{opcode}`: narrowing float cvt needs a rounding"));
                 }
-                Op::Cvt {
+                Op::Cvt(Cvt {
                     dty,
                     sty,
                     frnd,
@@ -1259,7 +1259,7 @@ impl Decode<'_, '_, '_> {
                     sat,
                     d,
                     a,
-                }
+                })
             }
             "cvta" => {
                 let to = m.take("to");
@@ -1557,7 +1557,7 @@ impl Decode<'_, '_, '_> {
             };
             let rnd = rnd.unwrap_or_default();
             return match ty {
-                Ty::F32 => Ok(Op::F32 {
+                Ty::F32 => Ok(Op::F32(F32Arith {
                     op: fop,
                     rnd,
                     ftz,
@@ -1566,7 +1566,7 @@ impl Decode<'_, '_, '_> {
                     a,
                     b,
                     c,
-                }),
+                })),
                 Ty::F64 => {
                     if ftz || sat {
                         return self.err(format!("`{opcode}`: .ftz/.sat on f64"));
@@ -1589,14 +1589,14 @@ impl Decode<'_, '_, '_> {
                     ) {
                         return self.err(format!("unsupported f64 instruction `{opcode}`"));
                     }
-                    Ok(Op::F64 {
+                    Ok(Op::F64(F64Arith {
                         op: fop,
                         rnd,
                         d,
                         a,
                         b,
                         c,
-                    })
+                    }))
                 }
                 _ => self.err(format!("`{opcode}`: {ty:?} arithmetic is not supported")),
             };
@@ -1673,7 +1673,7 @@ impl Decode<'_, '_, '_> {
             Some(e) => self.src(e, Ty::U32)?,
             None => Operand::Imm(0),
         };
-        Ok(Op::Int {
+        Ok(Op::Int(IntArith {
             op: iop,
             ty,
             d,
@@ -1681,7 +1681,7 @@ impl Decode<'_, '_, '_> {
             b,
             c,
             e,
-        })
+        }))
     }
 }
 
@@ -1796,7 +1796,7 @@ $L__BB0_2:
         assert_eq!(k.insts[15].op, Op::Exit);
         // The immediate of the fma is the f32 bits of 1.0.
         match &k.insts[13].op {
-            Op::F32 { op, c, .. } => {
+            Op::F32(F32Arith { op, c, .. }) => {
                 assert_eq!(*op, FloatOp::Fma);
                 assert_eq!(*c, Operand::Imm(0x3f80_0000));
             }
@@ -1839,7 +1839,7 @@ $L__BB0_2:
         assert_eq!(parse_int("7U"), Some(7));
         let m = parse_module(&SAXPY.replace("%r1, 4;", "%r1, -1;"), &mut no_globals).unwrap();
         match &m.kernels[0].insts[10].op {
-            Op::Int { b, .. } => assert_eq!(*b, Operand::Imm(0xffff_ffff)),
+            Op::Int(IntArith { b, .. }) => assert_eq!(*b, Operand::Imm(0xffff_ffff)),
             o => panic!("{o:?}"),
         }
     }
