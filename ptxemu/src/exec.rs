@@ -1641,52 +1641,41 @@ fn f64_op(r: &mut [u64], exec: u32, f: &F64Arith) {
         c,
     } = *f;
     let f = f64::from_bits;
+    macro_rules! un {
+        ($g:expr) => {
+            map3(r, exec, d, a, a, a, move |a, _, _| $g(f(a)).to_bits())
+        };
+    }
+    macro_rules! bin {
+        ($g:expr) => {
+            map3(r, exec, d, a, b, b, move |a, b, _| $g(f(a), f(b)).to_bits())
+        };
+    }
+    // min and max return the other operand of a NaN.
+    let unless_nan = |x: f64, y: f64, pick: fn(f64, f64) -> f64| {
+        if x.is_nan() {
+            y
+        } else if y.is_nan() {
+            x
+        } else {
+            pick(x, y)
+        }
+    };
     match op {
-        FloatOp::Add => map3(r, exec, d, a, b, b, move |a, b, _| {
-            fl::add_f64(f(a), f(b), rnd).to_bits()
-        }),
-        FloatOp::Sub => map3(r, exec, d, a, b, b, move |a, b, _| {
-            fl::add_f64(f(a), -f(b), rnd).to_bits()
-        }),
-        FloatOp::Mul => map3(r, exec, d, a, b, b, move |a, b, _| {
-            fl::mul_f64(f(a), f(b), rnd).to_bits()
-        }),
+        FloatOp::Add => bin!(|x, y| fl::add_f64(x, y, rnd)),
+        FloatOp::Sub => bin!(|x, y: f64| fl::add_f64(x, -y, rnd)),
+        FloatOp::Mul => bin!(|x, y| fl::mul_f64(x, y, rnd)),
         FloatOp::Fma => map3(r, exec, d, a, b, c, move |a, b, c| {
             fl::fma_f64(f(a), f(b), f(c), rnd).to_bits()
         }),
-        FloatOp::Div => map3(r, exec, d, a, b, b, move |a, b, _| {
-            fl::div_f64(f(a), f(b), rnd).to_bits()
-        }),
-        FloatOp::Rcp | FloatOp::RcpApprox => map3(r, exec, d, a, a, a, move |a, _, _| {
-            fl::div_f64(1.0, f(a), rnd).to_bits()
-        }),
-        FloatOp::Sqrt => map3(r, exec, d, a, a, a, move |a, _, _| {
-            fl::sqrt_f64(f(a), rnd).to_bits()
-        }),
+        FloatOp::Div => bin!(|x, y| fl::div_f64(x, y, rnd)),
+        FloatOp::Rcp | FloatOp::RcpApprox => un!(|x| fl::div_f64(1.0, x, rnd)),
+        FloatOp::Sqrt => un!(|x| fl::sqrt_f64(x, rnd)),
+        // neg/abs flip or clear the sign bit (NaN included).
         FloatOp::Neg => map3(r, exec, d, a, a, a, |a, _, _| a ^ (1 << 63)),
         FloatOp::Abs => map3(r, exec, d, a, a, a, |a, _, _| a & !(1 << 63)),
-        FloatOp::Min => map3(r, exec, d, a, b, b, move |a, b, _| {
-            let (x, y) = (f(a), f(b));
-            (if x.is_nan() {
-                y
-            } else if y.is_nan() {
-                x
-            } else {
-                x.min(y)
-            })
-            .to_bits()
-        }),
-        FloatOp::Max => map3(r, exec, d, a, b, b, move |a, b, _| {
-            let (x, y) = (f(a), f(b));
-            (if x.is_nan() {
-                y
-            } else if y.is_nan() {
-                x
-            } else {
-                x.max(y)
-            })
-            .to_bits()
-        }),
+        FloatOp::Min => bin!(|x, y| unless_nan(x, y, f64::min)),
+        FloatOp::Max => bin!(|x, y| unless_nan(x, y, f64::max)),
         // The parser refuses the other f64 forms (approximate transcendentals).
         FloatOp::DivApprox
         | FloatOp::SqrtApprox

@@ -1984,6 +1984,89 @@ fn mul_f64_rounds_correctly_in_each_direction() {
     );
 }
 
+#[test]
+fn f64_arithmetic_min_max_neg_abs_to_nearest() {
+    let body = io_body(
+        &["%fd10", "%fd11"],
+        "\tadd.rn.f64 \t%fd12, %fd10, %fd11;
+\tsub.rn.f64 \t%fd13, %fd10, %fd11;
+\tdiv.rn.f64 \t%fd14, %fd10, %fd11;
+\trcp.rn.f64 \t%fd15, %fd11;
+\tabs.f64 \t%fd16, %fd10;
+\tsqrt.rn.f64 \t%fd17, %fd16;
+\tneg.f64 \t%fd18, %fd10;
+\tmin.f64 \t%fd19, %fd10, %fd11;
+\tmax.f64 \t%fd20, %fd10, %fd11;
+",
+        &[
+            "%fd12", "%fd13", "%fd14", "%fd15", "%fd16", "%fd17", "%fd18", "%fd19", "%fd20",
+        ],
+    );
+    let nan = f64::NAN;
+    let pairs = [
+        (1.5, -0.25),
+        (0.1, 3.0),
+        (-2.0, 7.0),
+        (1e300, 1e-300),
+        (nan, 2.0),
+        (-3.0, nan),
+        (f64::INFINITY, -1.0),
+        (-0.0, 5.0),
+    ];
+    let cases: Vec<[u64; 2]> = pairs
+        .iter()
+        .map(|(a, b)| [a.to_bits(), b.to_bits()])
+        .collect();
+    let out = per_thread(&body, &cases);
+    // NaN or the same bits.
+    let same = |got: u64, want: f64| {
+        if want.is_nan() {
+            f64::from_bits(got).is_nan()
+        } else {
+            got == want.to_bits()
+        }
+    };
+    for (&(a, b), o) in pairs.iter().zip(&out) {
+        let other_of_nan = |m: fn(f64, f64) -> f64| {
+            if a.is_nan() {
+                b
+            } else if b.is_nan() {
+                a
+            } else {
+                m(a, b)
+            }
+        };
+        let want = [
+            a + b,
+            a - b,
+            a / b,
+            1.0 / b,
+            a.abs(),
+            a.abs().sqrt(),
+            -a,
+            other_of_nan(f64::min),
+            other_of_nan(f64::max),
+        ];
+        let names = [
+            "add", "sub", "div", "rcp", "abs", "sqrt", "neg", "min", "max",
+        ];
+        for (k, (&w, name)) in want.iter().zip(names).enumerate() {
+            assert!(
+                same(o[k], w),
+                "{name}.f64 of ({a:e}, {b:e}): {:e}",
+                f64::from_bits(o[k])
+            );
+        }
+    }
+    // Spelled out: neg and abs change only the sign bit, NaN included.
+    assert_eq!(out[4][6] ^ out[4][4], 1 << 63, "neg and abs of a NaN");
+    assert_eq!(out[7][6], 0.0f64.to_bits(), "neg of -0 is +0");
+    assert_eq!(
+        (out[4][7], out[5][8]),
+        (2.0f64.to_bits(), (-3.0f64).to_bits())
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Memory spaces.
 
