@@ -263,6 +263,14 @@ struct Scope {
     fixups: Vec<(usize, String, u32)>,
 }
 
+/// A variable or parameter declaration, as [`Parser::decl`] reads it.
+struct Decl {
+    align: Option<usize>,
+    ty: Ty,
+    name: String,
+    count: usize,
+}
+
 fn align_up(x: u32, a: u32) -> u32 {
     x.div_ceil(a.max(1)) * a.max(1)
 }
@@ -400,23 +408,46 @@ impl Parser<'_, '_> {
         Ok(())
     }
 
-    /// `.global .align A .TYPE name[N] = {…};` (after `.global`).
-    fn global(&mut self) -> EmuResult<Global> {
-        let mut align = 1;
+    /// A declaration after its state space, `[.align A] .TYPE name[N]`: the alignment if given,
+    /// the type, the name and the element count (1 without brackets; 0 for `[]`, an `.extern`
+    /// array, where `unsized_ok`). `what` names the declaration in errors.
+    fn decl(&mut self, what: &str, unsized_ok: bool) -> EmuResult<Decl> {
+        let mut align = None;
         if self.eat_word(".align") {
-            align = self.number()? as usize;
+            align = Some(self.number()? as usize);
         }
         let ty = self.word()?;
         let ty = match parse_type(ty.trim_start_matches('.')) {
             Some(t) => t,
-            None => return self.err(format!("global of unknown type {ty}")),
+            None => return self.err(format!("{what} of unknown type {ty}")),
         };
         let name = self.word()?;
-        let mut count = 1usize;
+        let mut count = 1;
         if self.eat_punct('[') {
-            count = self.number()? as usize;
-            self.punct(']')?;
+            if unsized_ok && self.eat_punct(']') {
+                count = 0;
+            } else {
+                count = self.number()? as usize;
+                self.punct(']')?;
+            }
         }
+        Ok(Decl {
+            align,
+            ty,
+            name,
+            count,
+        })
+    }
+
+    /// `.global .align A .TYPE name[N] = {…};` (after `.global`).
+    fn global(&mut self) -> EmuResult<Global> {
+        let Decl {
+            align,
+            ty,
+            name,
+            count,
+        } = self.decl("global", false)?;
+        let align = align.unwrap_or(1);
         let esize = ty.bytes() as usize;
         let mut init = vec![0u8; count * esize];
         if self.eat_punct('=') {
@@ -467,26 +498,17 @@ impl Parser<'_, '_> {
                 if !self.eat_word(".param") {
                     return self.err("expected .param");
                 }
-                let mut align = 0usize;
-                if self.eat_word(".align") {
-                    align = self.number()? as usize;
-                }
-                let ty = self.word()?;
-                let ty = match parse_type(ty.trim_start_matches('.')) {
-                    Some(t) => t,
-                    None => return self.err(format!("parameter of unknown type {ty}")),
-                };
-                let pname = self.word()?;
-                let mut count = 1usize;
-                if self.eat_punct('[') {
-                    count = self.number()? as usize;
-                    self.punct(']')?;
-                }
+                let Decl {
+                    align,
+                    ty,
+                    name: pname,
+                    count,
+                } = self.decl("parameter", false)?;
                 let size = ty.bytes() as usize * count;
-                let align = if align == 0 {
-                    ty.bytes() as usize
-                } else {
-                    align
+                // Unaligned (or `.align 0`): the type's own alignment.
+                let align = match align {
+                    Some(a) if a > 0 => a,
+                    _ => ty.bytes() as usize,
                 };
                 let offset = param_bytes.div_ceil(align) * align;
                 param_bytes = offset + size;
@@ -645,25 +667,13 @@ impl Parser<'_, '_> {
 
     /// `.shared .align A .b8 name[N];` / `.local …` / `.extern .shared … name[];`
     fn var_decl(&mut self, s: &mut Scope, shared: bool, is_extern: bool) -> EmuResult<()> {
-        let mut align = 1u32;
-        if self.eat_word(".align") {
-            align = self.number()? as u32;
-        }
-        let ty = self.word()?;
-        let ty = match parse_type(ty.trim_start_matches('.')) {
-            Some(t) => t,
-            None => return self.err(format!("variable of unknown type {ty}")),
-        };
-        let name = self.word()?;
-        let mut count = 1u32;
-        if self.eat_punct('[') {
-            if self.eat_punct(']') {
-                count = 0;
-            } else {
-                count = self.number()? as u32;
-                self.punct(']')?;
-            }
-        }
+        let Decl {
+            align,
+            ty,
+            name,
+            count,
+        } = self.decl("variable", true)?;
+        let (align, count) = (align.unwrap_or(1) as u32, count as u32);
         if self.eat_punct('=') {
             return self.err("initialised .shared/.local variables are not supported");
         }
