@@ -265,6 +265,81 @@ fn sparse_loss_is_the_bound_over_every_row_plus_alpha_times_the_labelled_ce() {
 }
 
 #[test]
+fn aae_beats_chance_on_digits() {
+    // ≈ 13% error.
+    let err = final_error(&spec(ModelKind::Aae, 64, 8, 100), &config(8, 44, 32, 3e-3));
+    assert!(err <= 0.5, "aae test error {err}");
+}
+
+/// The adversarial autoencoder trains its two sides with one loss, so each term must send its
+/// gradient to one side only: a discriminator's own loss to that discriminator's weights and
+/// nothing else, the encoder's loss against it to the encoder (trunk and z heads) and nothing
+/// of the discriminator's; the reconstruction never reaches a discriminator.
+#[test]
+fn aae_adversarial_terms_train_only_their_own_side() {
+    let tt = digits();
+    let model = models::build(&spec(ModelKind::Aae, 16, 4, 100), &mut Rng::new(1, 1), DEV).unwrap();
+    let params = nn::parameters(model.as_ref(), "");
+    let x: Vec<f32> = (0..12)
+        .flat_map(|i| tt.train.image(i).unwrap().to_vec())
+        .collect();
+    let batch = Batch {
+        x_lab: None,
+        y_lab: Vec::new(),
+        x_unlab: Some(Tensor::from_vec(x, [12, tt.train.dim()], DEV).unwrap()),
+        rows_lab: None,
+        rows_unlab: None,
+    };
+    let mut rng = Rng::new(2, 2);
+    let mut ctx = StepContext {
+        epoch: 1,
+        epochs: 1,
+        progress: 0.0,
+        rng: &mut rng,
+    };
+    let terms = model.loss(&batch, &mut ctx).unwrap();
+    let names: Vec<&str> = terms.parts.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["rec", "disc_z", "gen_z", "disc_y", "gen_y"]);
+    // The names of the parameters a term's gradient reaches (with a nonzero entry).
+    let reached = |term: &str| -> Vec<String> {
+        let (_, t) = terms.parts.iter().find(|(n, _)| *n == term).unwrap();
+        let grads = t.backward().unwrap();
+        params
+            .iter()
+            .filter(|(_, p)| {
+                grads
+                    .get(p)
+                    .is_some_and(|g| g.to_vec().unwrap().iter().any(|v| *v != 0.0))
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    for side in ["z", "y"] {
+        let disc = format!("disc_{side}.");
+        let own = reached(&format!("disc_{side}"));
+        assert!(!own.is_empty());
+        assert!(
+            own.iter().all(|n| n.starts_with(&disc)),
+            "disc_{side}: {own:?}"
+        );
+        let gen = reached(&format!("gen_{side}"));
+        assert!(
+            gen.iter().any(|n| n.starts_with("trunk.")),
+            "gen_{side}: {gen:?}"
+        );
+        assert!(
+            gen.iter().all(|n| !n.starts_with("disc_")),
+            "gen_{side}: {gen:?}"
+        );
+    }
+    // z's generator term reaches μ and log σ² through the reparameterised sample; y's, the
+    // class head.
+    assert!(reached("gen_z").iter().any(|n| n.starts_with("enc_lv.")));
+    assert!(reached("gen_y").iter().any(|n| n.starts_with("cls.")));
+    assert!(reached("rec").iter().all(|n| !n.starts_with("disc_")));
+}
+
+#[test]
 fn shot_with_distribution_alignment_beats_chance_and_keeps_its_marginal() {
     let mut s = spec(ModelKind::Shot, 64, 16, 100);
     s.align = true;

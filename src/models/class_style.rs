@@ -10,7 +10,19 @@ use super::arch::{self, Decoder, Encoder};
 use super::Arch;
 use crate::nn::{join, Init, Linear, Module, Role};
 use crate::rng::Rng;
-use crate::{Device, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
+
+/// The sizes of a [`ClassStyleNet`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClassStyleSizes {
+    pub arch: Arch,
+    /// (channels, height, width); D = c·h·w.
+    pub input: (usize, usize, usize),
+    pub classes: usize,
+    /// Width of the MLP layers (the conv architecture's dense width).
+    pub hidden: usize,
+    pub z_dim: usize,
+}
 
 /// What the encoder says about a batch [n, D].
 pub struct Posterior {
@@ -32,20 +44,30 @@ pub struct ClassStyleNet {
 }
 
 impl ClassStyleNet {
-    /// A freshly initialised network: the `arch` trunk (an MLP of `layers` hidden layers of
-    /// width `hidden`, or the conv trunk), heads for `z_dim` and `classes`, the decoder of the
-    /// same family on z_dim + classes inputs. The caller checks that the sizes are positive.
-    #[allow(clippy::too_many_arguments)]
+    /// A freshly initialised network of `model` (the name its errors give): the `arch` trunk
+    /// (an MLP of `layers` hidden layers of width `hidden`, or the conv trunk), heads for
+    /// `z_dim` and `classes`, the decoder of the same family on z_dim + classes inputs.
+    /// Error: a size that is zero.
     pub fn new(
-        arch: Arch,
-        input: (usize, usize, usize),
-        hidden: usize,
+        model: &'static str,
+        sizes: &ClassStyleSizes,
         layers: usize,
-        z_dim: usize,
-        classes: usize,
         rng: &mut Rng,
         device: Device,
     ) -> Result<Self> {
+        let ClassStyleSizes {
+            arch,
+            input,
+            classes,
+            hidden,
+            z_dim,
+        } = *sizes;
+        if classes == 0 || z_dim == 0 || hidden == 0 {
+            return Err(Error::invalid(
+                model,
+                "classes, z_dim and hidden must be positive",
+            ));
+        }
         let init = Init::KaimingUniform;
         let trunk = arch::encoder(arch, input, hidden, layers, rng, device)?;
         let th = trunk.out_dim(input.0 * input.1 * input.2);
@@ -76,6 +98,13 @@ impl ClassStyleNet {
     /// Bernoulli logits of p(x | y, z) [n, D] for z [n, z_dim] and y [n, K].
     pub fn decode(&self, z: &Tensor, y: &Tensor) -> Result<Tensor> {
         self.dec.forward(&Tensor::concat(&[z, y], 1)?)
+    }
+
+    /// μ(x) decoded with the predicted class distribution softmax ℓ(x): the reconstruction of
+    /// the models whose decoder reads q(y|x) itself.
+    pub fn reconstruct_with_predicted_class(&self, x: &Tensor) -> Result<Tensor> {
+        let p = self.encode(x)?;
+        self.decode(&p.mu, &p.logits.softmax()?)
     }
 
     /// The parameters under `prefix`: trunk, enc_mu, enc_lv, cls, dec.

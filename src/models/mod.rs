@@ -1,6 +1,7 @@
 //! Models: plain structs of modules with a `loss(batch)` that returns the terms to log. The
 //! training loop only sees the [`Model`] trait, never which model it runs.
 
+pub mod aae;
 pub mod arch;
 pub mod class_style;
 pub mod classifier;
@@ -13,6 +14,8 @@ pub mod shot;
 pub mod sparse;
 pub mod vae;
 
+pub use aae::{Aae, AaeConfig, AAE_ADVERSARIAL_WEIGHT};
+pub use class_style::ClassStyleSizes;
 pub use classifier::Classifier;
 pub use describe::{describe, Description};
 pub use gmvae::{Gmvae, GmvaeConfig};
@@ -41,12 +44,13 @@ pub enum ModelKind {
     Gmvae,
     Shot,
     Sparse,
+    Aae,
     Classifier,
 }
 
 impl ModelKind {
     /// Every kind, in the order the help lists them.
-    pub const ALL: [ModelKind; 8] = [
+    pub const ALL: [ModelKind; 9] = [
         ModelKind::Vae,
         ModelKind::M1,
         ModelKind::M2,
@@ -54,6 +58,7 @@ impl ModelKind {
         ModelKind::Gmvae,
         ModelKind::Shot,
         ModelKind::Sparse,
+        ModelKind::Aae,
         ModelKind::Classifier,
     ];
     /// The command-line name.
@@ -66,6 +71,7 @@ impl ModelKind {
             ModelKind::Gmvae => "gmvae",
             ModelKind::Shot => "shot",
             ModelKind::Sparse => "sparse",
+            ModelKind::Aae => "aae",
             ModelKind::Classifier => "classifier",
         }
     }
@@ -195,22 +201,24 @@ impl ModelSpec {
     }
 
     /// The weight of the labelled cross-entropy the model trains with: `alpha` when given, else
-    /// the model's default (0.1·N/N_labelled for m2, m1m2, gmvae and sparse, 1 for m1 and
-    /// shot); `None` for the models without that term (vae, classifier, gmvae and sparse
-    /// without labels).
+    /// the model's default (0.1·N/N_labelled for m2, m1m2, gmvae, sparse and aae, 1 for m1
+    /// and shot); `None` for the models without that term (vae, classifier, and gmvae, sparse
+    /// and aae without labels).
     pub fn effective_alpha(&self) -> Option<f32> {
         let given_or = |default: f32| Some(self.alpha.unwrap_or(default));
         let per_label = 0.1 * self.n_train as f32 / self.n_labelled.max(1) as f32;
         match self.kind {
             ModelKind::Vae | ModelKind::Classifier => None,
-            ModelKind::Gmvae | ModelKind::Sparse if self.n_labelled == 0 => None,
+            ModelKind::Gmvae | ModelKind::Sparse | ModelKind::Aae if self.n_labelled == 0 => None,
             ModelKind::M1 => given_or(1.0),
             ModelKind::Shot => {
                 given_or(ShotConfig::default_for(self.arch, self.input, self.classes, 0, 0).alpha)
             }
-            ModelKind::M2 | ModelKind::M1M2 | ModelKind::Gmvae | ModelKind::Sparse => {
-                given_or(per_label)
-            }
+            ModelKind::M2
+            | ModelKind::M1M2
+            | ModelKind::Gmvae
+            | ModelKind::Sparse
+            | ModelKind::Aae => given_or(per_label),
         }
     }
 
@@ -318,7 +326,7 @@ pub const M1M2_ACTIVATION: Activation = Activation::Softplus;
 /// - The conv architecture needs height and width that are multiples of 4 (MNIST, CIFAR-10 and
 ///   the 8×8 digits all qualify); other inputs are refused with an error.
 /// - `alpha` (None = the model's default): the labelled cross-entropy weight of m2, m1m2,
-///   gmvae and sparse (default 0.1·N/N_labelled), of shot's labelled mixup cross-entropy (default 1), and
+///   gmvae, sparse and aae (default 0.1·N/N_labelled), of shot's labelled mixup cross-entropy (default 1), and
 ///   of m1's classifier (default 1; under Adam it hardly matters, the classifier being trained
 ///   on detached features). vae and classifier ignore it.
 /// - gmvae is unsupervised when `n_labelled` is 0 and adds the labelled cross-entropy otherwise.
@@ -371,6 +379,13 @@ fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
         z_dim: spec.z_dim,
         classes: spec.classes,
         kl_warmup: M1_KL_WARMUP,
+    };
+    let class_style = ClassStyleSizes {
+        arch: spec.arch,
+        input: spec.input,
+        classes: spec.classes,
+        hidden: width,
+        z_dim: spec.z_dim,
     };
     Ok(match (spec.kind, spec.arch) {
         (ModelKind::Vae, _) => Box::new(Vae::new(
@@ -438,14 +453,19 @@ fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
             cfg.align = spec.align;
             Box::new(Shot::new(cfg, rng, device)?)
         }
-        (ModelKind::Sparse, arch) => Box::new(Sparse::new(
+        (ModelKind::Sparse, _) => Box::new(Sparse::new(
             SparseConfig {
-                arch,
-                input: spec.input,
-                classes: spec.classes,
-                hidden: width,
-                z_dim: spec.z_dim,
+                sizes: class_style,
                 alpha,
+            },
+            rng,
+            device,
+        )?),
+        (ModelKind::Aae, _) => Box::new(Aae::new(
+            AaeConfig {
+                sizes: class_style,
+                alpha,
+                adversarial_weight: AAE_ADVERSARIAL_WEIGHT,
             },
             rng,
             device,
@@ -486,6 +506,17 @@ impl Batch {
     /// The unlabelled inputs, when present with at least one row.
     pub fn unlabelled(&self) -> Option<&Tensor> {
         self.x_unlab.as_ref().filter(|t| has_rows(t))
+    }
+    /// Both batches as one tensor, the labelled rows first, and how many of those there are:
+    /// for the models that treat every row alike but for a labelled term on the first ones.
+    /// Error (naming `model`): both batches empty.
+    pub fn labelled_then_unlabelled(&self, model: &'static str) -> Result<(Tensor, usize)> {
+        match (self.labelled(), self.unlabelled()) {
+            (Some(l), Some(u)) => Ok((Tensor::concat(&[l, u], 0)?, l.dim(model, 0)?)),
+            (Some(l), None) => Ok((l.clone(), l.dim(model, 0)?)),
+            (None, Some(u)) => Ok((u.clone(), 0)),
+            (None, None) => Err(Error::invalid(model, "empty batch")),
+        }
     }
 }
 

@@ -63,7 +63,7 @@
 //! trunk (heads Linear(256→z) ×2 and Linear(256→K)) and conv decoder on [z, y].
 
 use super::arch::util;
-use super::class_style::{ClassStyleNet, Posterior};
+use super::class_style::{ClassStyleNet, ClassStyleSizes, Posterior};
 use super::{Arch, Batch, Model, Prior, StepContext, Terms};
 use crate::nn::{join, Layer, Module, Role};
 use crate::rng::Rng;
@@ -177,16 +177,14 @@ impl Shot {
                 "classes, z_dim, hidden and tau must be positive",
             ));
         }
-        let net = ClassStyleNet::new(
-            cfg.arch,
-            cfg.input,
-            cfg.hidden,
-            SHOT_MLP_LAYERS,
-            z,
-            k,
-            rng,
-            device,
-        )?;
+        let sizes = ClassStyleSizes {
+            arch: cfg.arch,
+            input: cfg.input,
+            classes: k,
+            hidden: cfg.hidden,
+            z_dim: z,
+        };
+        let net = ClassStyleNet::new("shot", &sizes, SHOT_MLP_LAYERS, rng, device)?;
         Ok(Shot {
             net,
             class_marginal: match cfg.align {

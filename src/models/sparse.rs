@@ -23,11 +23,11 @@
 //! log σ² and ℓ on the trunk's top layer, and the decoder on [z, π].
 
 use super::arch::util;
-use super::class_style::ClassStyleNet;
-use super::{Arch, Batch, Model, Prior, StepContext, Terms};
+use super::class_style::{ClassStyleNet, ClassStyleSizes};
+use super::{Batch, Model, Prior, StepContext, Terms};
 use crate::nn::{Module, Role};
 use crate::rng::Rng;
-use crate::{Device, Error, Result, Tensor};
+use crate::{Device, Result, Tensor};
 
 /// Hidden layers of the MLP trunk and decoder.
 pub const SPARSE_MLP_LAYERS: usize = 2;
@@ -35,12 +35,7 @@ pub const SPARSE_MLP_LAYERS: usize = 2;
 /// The sparse-label VAE's sizes and weight.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SparseConfig {
-    pub arch: Arch,
-    /// (channels, height, width); D = c·h·w.
-    pub input: (usize, usize, usize),
-    pub classes: usize,
-    pub hidden: usize,
-    pub z_dim: usize,
+    pub sizes: ClassStyleSizes,
     /// Weight α of the labelled cross-entropy.
     pub alpha: f32,
 }
@@ -65,23 +60,8 @@ struct Pass {
 impl Sparse {
     /// A freshly initialised sparse-label VAE.
     pub fn new(cfg: SparseConfig, rng: &mut Rng, device: Device) -> Result<Self> {
-        if cfg.classes == 0 || cfg.z_dim == 0 || cfg.hidden == 0 {
-            return Err(Error::invalid(
-                "sparse",
-                "classes, z_dim and hidden must be positive",
-            ));
-        }
         super::check_loss_weight("--alpha", cfg.alpha)?;
-        let net = ClassStyleNet::new(
-            cfg.arch,
-            cfg.input,
-            cfg.hidden,
-            SPARSE_MLP_LAYERS,
-            cfg.z_dim,
-            cfg.classes,
-            rng,
-            device,
-        )?;
+        let net = ClassStyleNet::new("sparse", &cfg.sizes, SPARSE_MLP_LAYERS, rng, device)?;
         Ok(Sparse { cfg, net, device })
     }
 
@@ -115,14 +95,7 @@ impl Model for Sparse {
     }
 
     fn loss(&self, batch: &Batch, ctx: &mut StepContext) -> Result<Terms> {
-        // One pass over both batches: the labelled rows first, so that their logits are the
-        // first n_l rows.
-        let (x, n_lab) = match (batch.labelled(), batch.unlabelled()) {
-            (Some(l), Some(u)) => (Tensor::concat(&[l, u], 0)?, l.dim("sparse", 0)?),
-            (Some(l), None) => (l.clone(), l.dim("sparse", 0)?),
-            (None, Some(u)) => (u.clone(), 0),
-            (None, None) => return Err(Error::invalid("sparse", "empty batch")),
-        };
+        let (x, n_lab) = batch.labelled_then_unlabelled("sparse")?;
         let p = self.pass(&x, ctx.rng)?;
         let (rec, kl) = (p.rec.mean_all()?, p.kl.mean_all()?);
         let mut loss = rec.add(&kl)?;
@@ -164,7 +137,6 @@ impl Model for Sparse {
         Ok(self.net.encode(x)?.mu)
     }
     fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
-        let p = self.net.encode(x)?;
-        self.net.decode(&p.mu, &p.logits.softmax()?)
+        self.net.reconstruct_with_predicted_class(x)
     }
 }
