@@ -315,7 +315,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode
     let spec = ModelSpec {
         hidden,
         z_dim,
-        // None: each model's own default (0.1·N/N_labelled for M2, M1+M2, GMVAE).
+        // None: each model's own default (0.1·N/N_labelled for M2, M1+M2, GMVAE, ADGM, SDGM).
         alpha,
         fused: !unfused,
         freeze_m1_after,

@@ -1,6 +1,7 @@
 //! Models: plain structs of modules with a `loss(batch)` that returns the terms to log. The
 //! training loop only sees the [`Model`] trait, never which model it runs.
 
+pub mod adgm;
 pub mod arch;
 pub mod classifier;
 pub mod describe;
@@ -11,6 +12,7 @@ pub mod m2;
 pub mod shot;
 pub mod vae;
 
+pub use adgm::{Adgm, AdgmConfig, Auxiliary};
 pub use classifier::Classifier;
 pub use describe::{describe, Description};
 pub use gmvae::{Gmvae, GmvaeConfig};
@@ -37,18 +39,22 @@ pub enum ModelKind {
     M1M2,
     Gmvae,
     Shot,
+    Adgm,
+    Sdgm,
     Classifier,
 }
 
 impl ModelKind {
     /// Every kind, in the order the help lists them.
-    pub const ALL: [ModelKind; 7] = [
+    pub const ALL: [ModelKind; 9] = [
         ModelKind::Vae,
         ModelKind::M1,
         ModelKind::M2,
         ModelKind::M1M2,
         ModelKind::Gmvae,
         ModelKind::Shot,
+        ModelKind::Adgm,
+        ModelKind::Sdgm,
         ModelKind::Classifier,
     ];
     /// The command-line name.
@@ -60,6 +66,8 @@ impl ModelKind {
             ModelKind::M1M2 => "m1m2",
             ModelKind::Gmvae => "gmvae",
             ModelKind::Shot => "shot",
+            ModelKind::Adgm => "adgm",
+            ModelKind::Sdgm => "sdgm",
             ModelKind::Classifier => "classifier",
         }
     }
@@ -131,7 +139,8 @@ pub struct ModelSpec {
     pub classes: usize,
     pub hidden: usize,
     pub z_dim: usize,
-    /// Labelled cross-entropy weight; None = the model's default (0.1·N/N_labelled for M2;
+    /// Labelled cross-entropy weight; None = the model's default (0.1·N/N_labelled for M2,
+    /// adgm and sdgm;
     /// the value used is [`ModelSpec::effective_alpha`], which checkpoints record).
     pub alpha: Option<f32>,
     pub n_train: usize,
@@ -189,7 +198,8 @@ impl ModelSpec {
     }
 
     /// The weight of the labelled cross-entropy the model trains with: `alpha` when given, else
-    /// the model's default (0.1·N/N_labelled for m2, m1m2 and gmvae, 1 for m1 and shot); `None`
+    /// the model's default (0.1·N/N_labelled for m2, m1m2, gmvae, adgm and sdgm, 1 for m1 and
+    /// shot); `None`
     /// for the models without that term (vae, classifier, gmvae without labels).
     pub fn effective_alpha(&self) -> Option<f32> {
         let given_or = |default: f32| Some(self.alpha.unwrap_or(default));
@@ -201,7 +211,11 @@ impl ModelSpec {
             ModelKind::Shot => {
                 given_or(ShotConfig::default_for(self.arch, self.input, self.classes, 0, 0).alpha)
             }
-            ModelKind::M2 | ModelKind::M1M2 | ModelKind::Gmvae => given_or(per_label),
+            ModelKind::M2
+            | ModelKind::M1M2
+            | ModelKind::Gmvae
+            | ModelKind::Adgm
+            | ModelKind::Sdgm => given_or(per_label),
         }
     }
 
@@ -308,12 +322,13 @@ pub const M1M2_ACTIVATION: Activation = Activation::Softplus;
 ///   [`arch::default_z_dim`]`(Conv)` = 32; a command line should default to it).
 /// - The conv architecture needs height and width that are multiples of 4 (MNIST, CIFAR-10 and
 ///   the 8×8 digits all qualify); other inputs are refused with an error.
-/// - `alpha` (None = the model's default): the labelled cross-entropy weight of m2, m1m2 and
-///   gmvae (default 0.1·N/N_labelled), of shot's labelled mixup cross-entropy (default 1), and
+/// - `alpha` (None = the model's default): the labelled cross-entropy weight of m2, m1m2,
+///   gmvae, adgm and sdgm (default 0.1·N/N_labelled), of shot's labelled mixup cross-entropy (default 1), and
 ///   of m1's classifier (default 1; under Adam it hardly matters, the classifier being trained
 ///   on detached features). vae and classifier ignore it.
 /// - gmvae is unsupervised when `n_labelled` is 0 and adds the labelled cross-entropy otherwise.
-/// - `fused` is not used by these models yet.
+/// - `fused` selects the fused ELBO ops of m2, adgm and sdgm; the other models ignore it.
+/// - adgm and sdgm use an auxiliary latent a of size `z_dim`.
 ///
 /// The weights are counted against this machine's memory as they are created (with their
 /// gradients and Adam's moments; see [`crate::memory`]): a model too large to train is an
@@ -429,6 +444,24 @@ fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
             cfg.align = spec.align;
             Box::new(Shot::new(cfg, rng, device)?)
         }
+        (ModelKind::Adgm | ModelKind::Sdgm, arch) => Box::new(Adgm::new(
+            AdgmConfig {
+                variant: match spec.kind {
+                    ModelKind::Adgm => Auxiliary::Adgm,
+                    _ => Auxiliary::Sdgm,
+                },
+                arch,
+                input: spec.input,
+                classes: spec.classes,
+                hidden: width,
+                z_dim: spec.z_dim,
+                a_dim: spec.z_dim,
+                alpha,
+                fused: spec.fused,
+            },
+            rng,
+            device,
+        )?),
         (ModelKind::Classifier, arch) => Box::new(Classifier::new(
             arch,
             spec.input,
@@ -477,6 +510,38 @@ fn has_rows(t: &Tensor) -> bool {
 pub struct Terms {
     pub loss: Tensor,
     pub parts: Vec<(&'static str, Tensor)>,
+}
+
+impl Terms {
+    /// The semi-supervised objective of m2 and the auxiliary models (adgm, sdgm):
+    /// J = w·mean_lab L + α·mean_lab CE + mean_unlab U, from `labelled` = (mean L, mean CE) of
+    /// the labelled batch and `unlabelled` = mean U of the unlabelled one, each when the batch
+    /// has it. Reported as "labelled", "ce", "unlabelled"; `model` names an empty batch's error.
+    pub fn semi_supervised(
+        model: &'static str,
+        labelled: Option<(Tensor, Tensor)>,
+        unlabelled: Option<Tensor>,
+        labelled_weight: f32,
+        alpha: f32,
+    ) -> Result<Terms> {
+        let mut parts = Vec::new();
+        let mut terms = Vec::new();
+        if let Some((l, ce)) = labelled {
+            terms.push(l.mul_scalar(labelled_weight)?.add(&ce.mul_scalar(alpha)?)?);
+            parts.push(("labelled", l));
+            parts.push(("ce", ce));
+        }
+        if let Some(u) = unlabelled {
+            terms.push(u.clone());
+            parts.push(("unlabelled", u));
+        }
+        let mut terms = terms.into_iter();
+        let first = terms
+            .next()
+            .ok_or_else(|| Error::invalid(model, "empty batch"))?;
+        let loss = terms.try_fold(first, |s, t| s.add(&t))?;
+        Ok(Terms { loss, parts })
+    }
 }
 
 /// Where a step sits in training, for schedules (temperatures, warm-ups) and random draws.
