@@ -2,6 +2,8 @@
 //! - the unlabelled bound U(x) of the fused path (one `vae::elbo_marginal`) equals
 //!   Σ_y q(y|a,x)·L(x,y) + H(q(y|a,x)) composed here on the host from the per-class bounds of
 //!   the same draws, and equals the composed (unfused) path of the same weights;
+//! - `a_samples` S: a step's terms are those of the batch with every example repeated S times
+//!   (the S-sample average of each example's bound and cross-entropy);
 //! - the CUDA backend gives the CPU's loss, loss terms and gradients on one batch (same seed):
 //!   on the PTX interpreter where no GPU is present, skipped without a CUDA device unless
 //!   `SSVAE_REQUIRE_GPU=1`.
@@ -30,6 +32,7 @@ fn config(variant: Auxiliary, fused: bool) -> AdgmConfig {
         z_dim: 4,
         a_dim: 3,
         alpha: 2.5,
+        a_samples: 1,
         fused,
     }
 }
@@ -107,17 +110,24 @@ fn the_unlabelled_bound_sums_the_class_bounds_under_q_plus_the_entropy() {
     }
 }
 
-/// The loss terms of one training step on a fixed batch (4 labelled, 6 unlabelled) and the
-/// gradients of every parameter, on `device`.
-fn step(variant: Auxiliary, device: Device) -> (Vec<(String, f32)>, Vec<Vec<f32>>) {
-    let m = model(variant, true, device);
-    let batch = Batch {
-        x_lab: Some(inputs(4, 2, device)),
-        y_lab: vec![3, 0, 9, 3],
-        x_unlab: Some(inputs(6, 3, device)),
+/// A fixed batch (4 labelled, 6 unlabelled) on `device`, each example repeated `r` times.
+fn batch(device: Device, r: usize) -> Batch {
+    let labels = [3, 0, 9, 3];
+    Batch {
+        x_lab: Some(inputs(4, 2, device).repeat_interleave(r).unwrap()),
+        y_lab: labels
+            .iter()
+            .flat_map(|&y| std::iter::repeat_n(y, r))
+            .collect(),
+        x_unlab: Some(inputs(6, 3, device).repeat_interleave(r).unwrap()),
         rows_lab: None,
         rows_unlab: None,
-    };
+    }
+}
+
+/// The loss terms of one training step of `m` on `batch` (step seed fixed) and the gradients
+/// of every parameter.
+fn step_of(m: &Adgm, batch: &Batch) -> (Vec<(String, f32)>, Vec<Vec<f32>>) {
     let mut rng = Rng::new(8, 1);
     let mut ctx = StepContext {
         epoch: 1,
@@ -125,13 +135,13 @@ fn step(variant: Auxiliary, device: Device) -> (Vec<(String, f32)>, Vec<Vec<f32>
         progress: 0.0,
         rng: &mut rng,
     };
-    let terms = m.loss(&batch, &mut ctx).unwrap();
+    let terms = m.loss(batch, &mut ctx).unwrap();
     let grads = terms.loss.backward().unwrap();
     let mut values = vec![("loss".to_string(), terms.loss.to_scalar().unwrap())];
     for (name, t) in &terms.parts {
         values.push((name.to_string(), t.to_scalar().unwrap()));
     }
-    let g = ssvae::nn::parameters(&m, "")
+    let g = ssvae::nn::parameters(m, "")
         .iter()
         .map(|(n, p)| {
             grads
@@ -142,6 +152,27 @@ fn step(variant: Auxiliary, device: Device) -> (Vec<(String, f32)>, Vec<Vec<f32>
         })
         .collect();
     (values, g)
+}
+
+/// [`step_of`] the fused model of `variant` on the fixed batch, on `device`.
+fn step(variant: Auxiliary, device: Device) -> (Vec<(String, f32)>, Vec<Vec<f32>>) {
+    step_of(&model(variant, true, device), &batch(device, 1))
+}
+
+#[test]
+fn several_draws_of_a_average_the_bound_over_repeated_examples() {
+    for variant in [Auxiliary::Adgm, Auxiliary::Sdgm] {
+        let cfg = AdgmConfig {
+            a_samples: 3,
+            ..config(variant, true)
+        };
+        let three = Adgm::new(cfg, &mut Rng::new(11, 3), Device::Cpu).unwrap();
+        let got = step_of(&three, &batch(Device::Cpu, 1));
+        let want = step_of(&model(variant, true, Device::Cpu), &batch(Device::Cpu, 3));
+        assert_eq!(got, want, "{variant:?}");
+        // …and differ from a single draw.
+        assert_ne!(got.0, step(variant, Device::Cpu).0, "{variant:?}");
+    }
 }
 
 /// Same weights, batch and Philox draws on both backends: the loss and its terms within 1e-4

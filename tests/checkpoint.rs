@@ -50,6 +50,7 @@ fn setup(epochs: usize) -> Setup {
         align: false,
         drop_inactive_z1: false,
         labelled_bound_weight: None,
+        a_samples: None,
     };
     let train = TrainConfig {
         epochs,

@@ -219,7 +219,7 @@ fn impossible_flags_fail_clearly() {
     let dd = data_dir();
     let dir = temp_dir("flags");
     let d = dir.to_str().unwrap();
-    let cases: [(&[&str], &str); 18] = [
+    let cases: [(&[&str], &str); 20] = [
         (&["--labels", "15"], "multiple of the number of classes"),
         (&["--labels", "5000"], "class"),
         (&["--epochs", "0"], "--epochs: must be at least 1"),
@@ -266,6 +266,14 @@ fn impossible_flags_fail_clearly() {
         (
             &["--labelled-bound-weight=inf"],
             "invalid value 'inf' for '--labelled-bound-weight <W>': must be a finite number ≥ 0, not inf",
+        ),
+        (
+            &["--a-samples", "5"],
+            "--a-samples: applies to adgm and sdgm only, not to m2",
+        ),
+        (
+            &["--model", "sdgm", "--a-samples", "0"],
+            "--a-samples: must be at least 1",
         ),
         (
             &["--augment-shift", "8"],

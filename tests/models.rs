@@ -52,6 +52,7 @@ fn spec(kind: ModelKind, hidden: usize, z_dim: usize, n_labelled: usize) -> Mode
         align: false,
         drop_inactive_z1: false,
         labelled_bound_weight: None,
+        a_samples: None,
     }
 }
 
@@ -339,6 +340,7 @@ fn conv_spec(kind: ModelKind, input: (usize, usize, usize), classes: usize) -> M
         align: false,
         drop_inactive_z1: false,
         labelled_bound_weight: None,
+        a_samples: None,
     }
 }
 

@@ -42,7 +42,7 @@ use super::{Arch, Batch, Model, Prior, StepContext, Terms};
 use crate::nn::{join, Activation, Init, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::vae::{self, Likelihood};
-use crate::{Device, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
 
 /// Which generative model of the auxiliary family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +78,10 @@ pub struct AdgmConfig {
     pub a_dim: usize,
     /// Weight of the labelled cross-entropy term.
     pub alpha: f32,
+    /// Draws of a ~ q(a|x) per training example (the reference uses 5): each example's bound
+    /// and cross-entropy are averaged over them (a y-enumeration and a z per draw). Evaluation
+    /// draws one.
+    pub a_samples: usize,
     /// Use the fused ELBO ops rather than the composition of primitives (see the module docs).
     pub fused: bool,
 }
@@ -167,6 +171,9 @@ struct Decoded {
 impl Adgm {
     /// A freshly initialised model.
     pub fn new(cfg: AdgmConfig, rng: &mut Rng, device: Device) -> Result<Self> {
+        if cfg.a_samples == 0 {
+            return Err(Error::invalid("--a-samples", "must be at least 1"));
+        }
         let (k, h, z, a) = (cfg.classes, cfg.hidden, cfg.z_dim, cfg.a_dim);
         let init = Init::KaimingUniform;
         let trunk = arch::encoder(cfg.arch, cfg.input, h, 0, rng, device)?;
@@ -393,13 +400,26 @@ impl Model for Adgm {
         self.cfg.variant.name()
     }
 
+    /// With `a_samples` S > 1 every example is repeated S times, so that the means over the
+    /// rows are the means over the examples of the S-sample averages.
     fn loss(&self, batch: &Batch, ctx: &mut StepContext) -> Result<Terms> {
+        let s = self.cfg.a_samples;
         let labelled = match batch.labelled() {
-            Some(xl) => Some(self.labelled_terms(xl, &batch.y_lab, ctx.rng)?),
+            Some(xl) => {
+                let labels: Vec<u32> = batch
+                    .y_lab
+                    .iter()
+                    .flat_map(|&y| std::iter::repeat_n(y, s))
+                    .collect();
+                Some(self.labelled_terms(&xl.repeat_interleave(s)?, &labels, ctx.rng)?)
+            }
             None => None,
         };
         let unlabelled = match batch.unlabelled() {
-            Some(xu) => Some(self.unlabelled_bound(xu, ctx.rng)?.mean_all()?),
+            Some(xu) => Some(
+                self.unlabelled_bound(&xu.repeat_interleave(s)?, ctx.rng)?
+                    .mean_all()?,
+            ),
             None => None,
         };
         Terms::semi_supervised(self.name(), labelled, unlabelled, 1.0, self.cfg.alpha)

@@ -164,6 +164,10 @@ pub struct ModelSpec {
     /// N_labelled/N_unlabelled for m1m2 unless told).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labelled_bound_weight: Option<f32>,
+    /// adgm and sdgm: draws of a ~ q(a|x) per training example ([`AdgmConfig::a_samples`]);
+    /// `None` = 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a_samples: Option<usize>,
 }
 
 /// The hidden width of the MLP layers when none is chosen (`ssvae train --hidden`).
@@ -194,6 +198,7 @@ impl ModelSpec {
             // means 1, the weighting before the option existed).
             labelled_bound_weight: (kind == ModelKind::M1M2)
                 .then(|| split.labelled.len() as f32 / split.unlabelled.len().max(1) as f32),
+            a_samples: None,
         }
     }
 
@@ -243,9 +248,9 @@ impl ModelSpec {
 
     /// Refuses an option set for a model it does not apply to (`--freeze-m1-after` and
     /// `--drop-inactive-z1` are m1m2's, `--align` shot's, `--labelled-bound-weight` m2's and
-    /// m1m2's), naming the flag.
+    /// m1m2's, `--a-samples` adgm's and sdgm's), naming the flag.
     fn check_model_options(&self) -> Result<()> {
-        use ModelKind::{Shot, M1M2, M2};
+        use ModelKind::{Adgm, Sdgm, Shot, M1M2, M2};
         for (set, flag, kinds) in [
             (
                 self.freeze_m1_after.is_some(),
@@ -259,6 +264,7 @@ impl ModelSpec {
                 "--labelled-bound-weight",
                 &[M2, M1M2],
             ),
+            (self.a_samples.is_some(), "--a-samples", &[Adgm, Sdgm]),
         ] {
             if set && !kinds.contains(&self.kind) {
                 let names: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
@@ -456,6 +462,7 @@ fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
                 hidden: width,
                 z_dim: spec.z_dim,
                 a_dim: spec.z_dim,
+                a_samples: spec.a_samples.unwrap_or(1),
                 alpha,
                 fused: spec.fused,
             },
