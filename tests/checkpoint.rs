@@ -375,6 +375,7 @@ fn a_run_stopped_mid_epoch_resumes_exactly_for_every_kind_of_schedule() {
         (ModelKind::M1M2, "m1m2"),
         (ModelKind::Shot, "shot"),
         (ModelKind::Gmvae, "gmvae"),
+        (ModelKind::Sparse, "sparse"),
     ] {
         let mut s = setup(2);
         s.rc.model.kind = kind;

@@ -245,6 +245,7 @@ fn every_kind_describes_its_likelihood_activation_and_alpha() {
         ),
         (ModelKind::Gmvae, Some(per_label), Some("bernoulli"), None),
         (ModelKind::Shot, Some(1.0), Some("bernoulli"), None),
+        (ModelKind::Sparse, Some(per_label), Some("bernoulli"), None),
         (ModelKind::Classifier, None, None, None),
     ] {
         let spec = ModelSpec {

@@ -183,6 +183,89 @@ fn shot_beats_chance_on_digits() {
 }
 
 #[test]
+fn sparse_beats_chance_on_digits() {
+    // ≈ 17% error.
+    let err = final_error(
+        &spec(ModelKind::Sparse, 64, 16, 100),
+        &config(4, 44, 32, 3e-3),
+    );
+    assert!(err <= 0.5, "sparse test error {err}");
+}
+
+/// The sparse-label VAE's objective, term by term: with the same draws, its loss is the mean
+/// bound over the labelled and unlabelled rows together plus α times the labelled rows'
+/// cross-entropy, and the parts it logs are those terms.
+#[test]
+fn sparse_loss_is_the_bound_over_every_row_plus_alpha_times_the_labelled_ce() {
+    let tt = digits();
+    let s = ModelSpec {
+        alpha: Some(2.5),
+        ..spec(ModelKind::Sparse, 32, 4, 100)
+    };
+    let model = models::build(&s, &mut Rng::new(4, 4), DEV).unwrap();
+    let rows = |r: std::ops::Range<usize>| {
+        let d = tt.train.dim();
+        let x: Vec<f32> = r
+            .clone()
+            .flat_map(|i| tt.train.image(i).unwrap().to_vec())
+            .collect();
+        let y: Vec<u32> = r.clone().map(|i| u32::from(tt.train.y[i])).collect();
+        (Tensor::from_vec(x, [r.len(), d], DEV).unwrap(), y)
+    };
+    let ((xl, yl), (xu, _)) = (rows(0..7), rows(7..20));
+    let batch = Batch {
+        x_lab: Some(xl.clone()),
+        y_lab: yl.clone(),
+        x_unlab: Some(xu.clone()),
+        rows_lab: None,
+        rows_unlab: None,
+    };
+    let mut rng = Rng::new(9, 9);
+    let mut ctx = StepContext {
+        epoch: 1,
+        epochs: 1,
+        progress: 0.5,
+        rng: &mut rng,
+    };
+    let terms = model.loss(&batch, &mut ctx).unwrap();
+    let part = |name: &str| {
+        let (_, t) = terms.parts.iter().find(|(n, _)| *n == name).unwrap();
+        t.to_scalar().unwrap() as f64
+    };
+    let _g = no_grad();
+    // The same ε: the bound of the 20 rows, drawn from the same stream in the same order.
+    let both = Tensor::concat(&[&xl, &xu], 0).unwrap();
+    let bound = model
+        .neg_elbo(&both, &mut Rng::new(9, 9))
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let bound = bound.iter().map(|&v| v as f64).sum::<f64>() / 20.0;
+    let ce = model
+        .classify(&xl)
+        .unwrap()
+        .cross_entropy_labels(&yl)
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap() as f64;
+    let loss = terms.loss.to_scalar().unwrap() as f64;
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * b.abs().max(1.0);
+    assert!(
+        close(part("rec") + part("kl"), bound),
+        "{} vs {bound}",
+        part("rec") + part("kl")
+    );
+    assert!(close(part("ce"), ce), "{} vs {ce}", part("ce"));
+    assert!(
+        close(loss, bound + 2.5 * ce),
+        "{loss} vs {bound} + 2.5·{ce}"
+    );
+    assert!(ce > 0.0 && bound > 0.0);
+}
+
+#[test]
 fn shot_with_distribution_alignment_beats_chance_and_keeps_its_marginal() {
     let mut s = spec(ModelKind::Shot, 64, 16, 100);
     s.align = true;

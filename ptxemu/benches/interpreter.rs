@@ -80,8 +80,23 @@ $done:
 }
 "#;
 
-/// Each warp sums its 32 values with a shuffle tree; warp sums meet in shared memory.
-const WARP_REDUCE: &str = r#"
+/// Each warp sums its 32 values with a shuffle tree (a butterfly step for each lane distance
+/// 16, 8, 4, 2, 1); warp sums meet in shared memory.
+fn warp_reduce() -> String {
+    let step = |distance: u32| {
+        format!(
+            "    shfl.sync.bfly.b32 %r2, %f1, {distance}, 31, -1;
+    mov.b32 %f2, %r2;
+    add.f32 %f1, %f1, %f2;
+"
+        )
+    };
+    let tree: String = [16, 8, 4, 2, 1].map(step).concat();
+    format!("{WARP_REDUCE_HEAD}{tree}{WARP_REDUCE_TAIL}")
+}
+
+/// [`warp_reduce`] up to its shuffle tree.
+const WARP_REDUCE_HEAD: &str = r#"
 .visible .entry warp_reduce(.param .u64 p_out)
 {
     .reg .pred %p<3>;
@@ -91,21 +106,10 @@ const WARP_REDUCE: &str = r#"
     .shared .align 4 .b8 partial[32];
     mov.u32 %r1, %tid.x;
     cvt.rn.f32.u32 %f1, %r1;
-    shfl.sync.bfly.b32 %r2, %f1, 16, 31, -1;
-    mov.b32 %f2, %r2;
-    add.f32 %f1, %f1, %f2;
-    shfl.sync.bfly.b32 %r2, %f1, 8, 31, -1;
-    mov.b32 %f2, %r2;
-    add.f32 %f1, %f1, %f2;
-    shfl.sync.bfly.b32 %r2, %f1, 4, 31, -1;
-    mov.b32 %f2, %r2;
-    add.f32 %f1, %f1, %f2;
-    shfl.sync.bfly.b32 %r2, %f1, 2, 31, -1;
-    mov.b32 %f2, %r2;
-    add.f32 %f1, %f1, %f2;
-    shfl.sync.bfly.b32 %r2, %f1, 1, 31, -1;
-    mov.b32 %f2, %r2;
-    add.f32 %f1, %f1, %f2;
+"#;
+
+/// [`warp_reduce`] after its shuffle tree.
+const WARP_REDUCE_TAIL: &str = r#"
     and.b32 %r3, %r1, 31;
     shr.u32 %r4, %r1, 5;
     setp.ne.s32 %p1, %r3, 0;
@@ -137,6 +141,7 @@ fn bench(c: &mut Criterion) {
     let x = m.mem.alloc(n as usize * 4).expect("alloc");
     m.mem.memset(x, 0, n as usize * 4).expect("memset");
     m.mem.memset(out, 0, n as usize * 4).expect("memset");
+    let warp_reduce = warp_reduce();
     let mut g = c.benchmark_group("interpreter");
     g.sample_size(10);
     type Case<'a> = (&'a str, &'a str, LaunchConfig, Vec<Vec<u8>>);
@@ -167,7 +172,7 @@ fn bench(c: &mut Criterion) {
         ),
         (
             "warp_reduce",
-            WARP_REDUCE,
+            &warp_reduce,
             LaunchConfig {
                 grid: [n / 64, 1, 1],
                 block: [64, 1, 1],

@@ -1345,6 +1345,33 @@ pub unsafe extern "C" fn cuEventElapsedTime_v2(
     event_elapsed("cuEventElapsedTime_v2", ms, h_start, h_end)
 }
 
+/// An entry point and its stream-ordered twin: `SYNC(args…)` and `ASYNC(args…, h_stream)`, both
+/// `#[no_mangle] pub unsafe extern "C"` and returning `CUresult`, run `body` with `name` bound
+/// to the C name of the symbol called and `stream` to its stream (NULL, the default stream, for
+/// `SYNC`). On this synchronous device the two differ only in the stream they validate.
+macro_rules! sync_and_async {
+    (
+        $(#[$doc:meta])*
+        $sync:ident / $async_:ident ($($arg:ident: $ty:ty),* $(,)?)
+            => |$name:ident, $stream:ident| $body:expr
+    ) => {
+        $(#[$doc])*
+        #[no_mangle]
+        pub unsafe extern "C" fn $sync($($arg: $ty),*) -> CUresult {
+            let ($name, $stream): (&'static str, CUstream) =
+                (stringify!($sync), std::ptr::null_mut());
+            $body
+        }
+
+        $(#[$doc])*
+        #[no_mangle]
+        pub unsafe extern "C" fn $async_($($arg: $ty,)* h_stream: CUstream) -> CUresult {
+            let ($name, $stream): (&'static str, CUstream) = (stringify!($async_), h_stream);
+            $body
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Device memory, pinned host memory, copies and memsets (all complete on return)
 // ---------------------------------------------------------------------------------------------
@@ -1363,19 +1390,11 @@ unsafe fn mem_alloc(
     })
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytesize: usize) -> CUresult {
-    mem_alloc("cuMemAlloc_v2", dptr, bytesize, std::ptr::null_mut())
-}
-
-/// A plain allocation: on a synchronous device stream order is program order.
-#[no_mangle]
-pub unsafe extern "C" fn cuMemAllocAsync(
-    dptr: *mut CUdeviceptr,
-    bytesize: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    mem_alloc("cuMemAllocAsync", dptr, bytesize, h_stream)
+sync_and_async! {
+    /// Device memory. The stream-ordered form is a plain allocation too: on a synchronous device
+    /// stream order is program order.
+    cuMemAlloc_v2 / cuMemAllocAsync(dptr: *mut CUdeviceptr, bytesize: usize)
+        => |name, stream| mem_alloc(name, dptr, bytesize, stream)
 }
 
 fn mem_free(name: &'static str, ptr: CUdeviceptr, stream: CUstream) -> CUresult {
@@ -1388,15 +1407,9 @@ fn mem_free(name: &'static str, ptr: CUdeviceptr, stream: CUstream) -> CUresult 
     })
 }
 
-/// Free an allocation (0 is a no-op, as on NVIDIA's driver).
-#[no_mangle]
-pub unsafe extern "C" fn cuMemFree_v2(dptr: CUdeviceptr) -> CUresult {
-    mem_free("cuMemFree_v2", dptr, std::ptr::null_mut())
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn cuMemFreeAsync(dptr: CUdeviceptr, h_stream: CUstream) -> CUresult {
-    mem_free("cuMemFreeAsync", dptr, h_stream)
+sync_and_async! {
+    /// Free an allocation (0 is a no-op, as on NVIDIA's driver).
+    cuMemFree_v2 / cuMemFreeAsync(dptr: CUdeviceptr) => |name, stream| mem_free(name, dptr, stream)
 }
 
 /// `(free, total)` of the emulated memory.
@@ -1491,41 +1504,16 @@ fn memset(
     })
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn cuMemsetD8_v2(dst_device: CUdeviceptr, uc: c_uchar, n: usize) -> CUresult {
-    memset(
-        "cuMemsetD8_v2",
-        dst_device,
-        uc as u32,
-        1,
-        n,
-        std::ptr::null_mut(),
-    )
+sync_and_async! {
+    /// Set `n` bytes to `uc`.
+    cuMemsetD8_v2 / cuMemsetD8Async(dst_device: CUdeviceptr, uc: c_uchar, n: usize)
+        => |name, stream| memset(name, dst_device, uc.into(), 1, n, stream)
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn cuMemsetD8Async(
-    dst_device: CUdeviceptr,
-    uc: c_uchar,
-    n: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    memset("cuMemsetD8Async", dst_device, uc as u32, 1, n, h_stream)
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn cuMemsetD32_v2(dst_device: CUdeviceptr, ui: c_uint, n: usize) -> CUresult {
-    memset("cuMemsetD32_v2", dst_device, ui, 4, n, std::ptr::null_mut())
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn cuMemsetD32Async(
-    dst_device: CUdeviceptr,
-    ui: c_uint,
-    n: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    memset("cuMemsetD32Async", dst_device, ui, 4, n, h_stream)
+sync_and_async! {
+    /// Set `n` 32-bit words (at a 4-byte aligned address) to `ui`.
+    cuMemsetD32_v2 / cuMemsetD32Async(dst_device: CUdeviceptr, ui: c_uint, n: usize)
+        => |name, stream| memset(name, dst_device, ui, 4, n, stream)
 }
 
 fn host_ptr_check(p: *const c_void, n: usize) -> DrvResult {
@@ -1536,104 +1524,74 @@ fn host_ptr_check(p: *const c_void, n: usize) -> DrvResult {
     }
 }
 
-unsafe fn memcpy_htod(
+/// The host end of a copy between host memory and the device.
+#[derive(Clone, Copy)]
+enum HostEnd {
+    /// Host to device: `n` bytes are read from here.
+    From(*const c_void),
+    /// Device to host: `n` bytes are written here.
+    Into(*mut c_void),
+}
+
+/// Copy `n` bytes between the device at `dev` and the host, in the direction `host` says.
+///
+/// # Safety
+/// The host pointer is valid for `n` bytes (reading for `From`, writing for `Into`), by the C
+/// API's contract.
+unsafe fn memcpy_host(
     name: &'static str,
-    dst: CUdeviceptr,
-    src: *const c_void,
+    dev: CUdeviceptr,
+    host: HostEnd,
     n: usize,
     stream: CUstream,
 ) -> CUresult {
     call(name, Level::Work, |d| {
         d.dev.stream(stream)?;
-        host_ptr_check(src, n)?;
-        if n > 0 {
-            // SAFETY: `src` is valid for `n` bytes by the C API's contract.
-            let bytes = unsafe { std::slice::from_raw_parts(src as *const u8, n) };
-            d.dev.machine.mem.write(dst, bytes)?;
+        let p = match host {
+            HostEnd::From(p) => p,
+            HostEnd::Into(p) => p as *const c_void,
+        };
+        host_ptr_check(p, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mem = &mut d.dev.machine.mem;
+        match host {
+            HostEnd::From(src) => {
+                // SAFETY: `src` is valid for `n` bytes by the C API's contract.
+                let bytes = unsafe { std::slice::from_raw_parts(src as *const u8, n) };
+                mem.write(dev, bytes)?;
+            }
+            HostEnd::Into(dst) => {
+                // SAFETY: `dst` is valid for writing `n` bytes by the C API's contract.
+                let bytes = unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, n) };
+                mem.read(dev, bytes)?;
+            }
         }
         Ok(())
     })
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn cuMemcpyHtoD_v2(
-    dst_device: CUdeviceptr,
-    src_host: *const c_void,
-    byte_count: usize,
-) -> CUresult {
-    memcpy_htod(
-        "cuMemcpyHtoD_v2",
-        dst_device,
-        src_host,
-        byte_count,
-        std::ptr::null_mut(),
-    )
+sync_and_async! {
+    /// Copy `byte_count` bytes from the host to the device.
+    cuMemcpyHtoD_v2 / cuMemcpyHtoDAsync_v2(
+        dst_device: CUdeviceptr,
+        src_host: *const c_void,
+        byte_count: usize,
+    ) => |name, stream| {
+        memcpy_host(name, dst_device, HostEnd::From(src_host), byte_count, stream)
+    }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn cuMemcpyHtoDAsync_v2(
-    dst_device: CUdeviceptr,
-    src_host: *const c_void,
-    byte_count: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    memcpy_htod(
-        "cuMemcpyHtoDAsync_v2",
-        dst_device,
-        src_host,
-        byte_count,
-        h_stream,
-    )
-}
-
-unsafe fn memcpy_dtoh(
-    name: &'static str,
-    dst: *mut c_void,
-    src: CUdeviceptr,
-    n: usize,
-    stream: CUstream,
-) -> CUresult {
-    call(name, Level::Work, |d| {
-        d.dev.stream(stream)?;
-        host_ptr_check(dst, n)?;
-        if n > 0 {
-            // SAFETY: `dst` is valid for writing `n` bytes by the C API's contract.
-            let bytes = unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, n) };
-            d.dev.machine.mem.read(src, bytes)?;
-        }
-        Ok(())
-    })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn cuMemcpyDtoH_v2(
-    dst_host: *mut c_void,
-    src_device: CUdeviceptr,
-    byte_count: usize,
-) -> CUresult {
-    memcpy_dtoh(
-        "cuMemcpyDtoH_v2",
-        dst_host,
-        src_device,
-        byte_count,
-        std::ptr::null_mut(),
-    )
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn cuMemcpyDtoHAsync_v2(
-    dst_host: *mut c_void,
-    src_device: CUdeviceptr,
-    byte_count: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    memcpy_dtoh(
-        "cuMemcpyDtoHAsync_v2",
-        dst_host,
-        src_device,
-        byte_count,
-        h_stream,
-    )
+sync_and_async! {
+    /// Copy `byte_count` bytes from the device to the host.
+    cuMemcpyDtoH_v2 / cuMemcpyDtoHAsync_v2(
+        dst_host: *mut c_void,
+        src_device: CUdeviceptr,
+        byte_count: usize,
+    ) => |name, stream| {
+        memcpy_host(name, src_device, HostEnd::Into(dst_host), byte_count, stream)
+    }
 }
 
 fn memcpy_dtod(
@@ -1650,35 +1608,13 @@ fn memcpy_dtod(
     })
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn cuMemcpyDtoD_v2(
-    dst_device: CUdeviceptr,
-    src_device: CUdeviceptr,
-    byte_count: usize,
-) -> CUresult {
-    memcpy_dtod(
-        "cuMemcpyDtoD_v2",
-        dst_device,
-        src_device,
-        byte_count,
-        std::ptr::null_mut(),
-    )
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn cuMemcpyDtoDAsync_v2(
-    dst_device: CUdeviceptr,
-    src_device: CUdeviceptr,
-    byte_count: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    memcpy_dtod(
-        "cuMemcpyDtoDAsync_v2",
-        dst_device,
-        src_device,
-        byte_count,
-        h_stream,
-    )
+sync_and_async! {
+    /// Copy `byte_count` bytes within the device.
+    cuMemcpyDtoD_v2 / cuMemcpyDtoDAsync_v2(
+        dst_device: CUdeviceptr,
+        src_device: CUdeviceptr,
+        byte_count: usize,
+    ) => |name, stream| memcpy_dtod(name, dst_device, src_device, byte_count, stream)
 }
 
 // ---------------------------------------------------------------------------------------------

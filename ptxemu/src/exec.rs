@@ -923,39 +923,15 @@ impl Launch<'_> {
                     }
                 });
             }
-            Op::Int {
-                op,
-                ty,
-                d,
-                a,
-                b: bo,
-                c,
-                e,
-            } => int_op(r, exec, *op, *ty, *d, *a, *bo, *c, *e),
+            Op::Int(i) => int_op(r, exec, i),
             Op::PredLogic { op, d, a, b: bo } => match op {
                 IntOp::And => map3(r, exec, *d, *a, *bo, *bo, |a, b, _| (a & b) & 1),
                 IntOp::Or => map3(r, exec, *d, *a, *bo, *bo, |a, b, _| (a | b) & 1),
                 IntOp::Xor => map3(r, exec, *d, *a, *bo, *bo, |a, b, _| (a ^ b) & 1),
                 _ => map3(r, exec, *d, *a, *a, *a, |a, _, _| (a ^ 1) & 1),
             },
-            Op::F32 {
-                op,
-                rnd,
-                ftz,
-                sat,
-                d,
-                a,
-                b: bo,
-                c,
-            } => f32_op(r, exec, *op, *rnd, *ftz, *sat, *d, *a, *bo, *c),
-            Op::F64 {
-                op,
-                rnd,
-                d,
-                a,
-                b: bo,
-                c,
-            } => f64_op(r, exec, *op, *rnd, *d, *a, *bo, *c),
+            Op::F32(f) => f32_op(r, exec, f),
+            Op::F64(f) => f64_op(r, exec, f),
             Op::Setp {
                 cmp,
                 ty,
@@ -998,21 +974,10 @@ impl Launch<'_> {
                     |a, b, p| if p != 0 { a } else { b },
                 )
             }
-            Op::Cvt {
-                dty,
-                sty,
-                frnd,
-                irnd,
-                rna,
-                ftz,
-                sat,
-                d,
-                a,
-            } => {
-                let (dty, sty, frnd, irnd, rna, ftz, sat) =
-                    (*dty, *sty, *frnd, *irnd, *rna, *ftz, *sat);
-                map3(r, exec, *d, *a, *a, *a, |v, _, _| {
-                    convert(dty, sty, frnd, irnd, rna, ftz, sat, v)
+            Op::Cvt(cvt) => {
+                let cvt = *cvt;
+                map3(r, exec, cvt.d, cvt.a, cvt.a, cvt.a, move |v, _, _| {
+                    convert(&cvt, v)
                 });
             }
             Op::Cvta {
@@ -1461,18 +1426,16 @@ fn lane_story(s: Lane, pc: u32, k: &Kernel) -> String {
 
 /// Integer and bitwise operations (values are read as the type's width, signed types
 /// sign-extended; results are stored zero-extended).
-#[allow(clippy::too_many_arguments)]
-fn int_op(
-    r: &mut [u64],
-    exec: u32,
-    op: IntOp,
-    ty: Ty,
-    d: Reg,
-    a: Operand,
-    b: Operand,
-    c: Operand,
-    e: Operand,
-) {
+fn int_op(r: &mut [u64], exec: u32, i: &IntArith) {
+    let IntArith {
+        op,
+        ty,
+        d,
+        a,
+        b,
+        c,
+        e,
+    } = *i;
     let bits = ty.bits();
     let wm = mask_of(bits);
     let signed = ty.is_signed();
@@ -1609,19 +1572,17 @@ fn int_op(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn f32_op(
-    r: &mut [u64],
-    exec: u32,
-    op: FloatOp,
-    rnd: Rounding,
-    ftz: bool,
-    sat: bool,
-    d: Reg,
-    a: Operand,
-    b: Operand,
-    c: Operand,
-) {
+fn f32_op(r: &mut [u64], exec: u32, f: &F32Arith) {
+    let F32Arith {
+        op,
+        rnd,
+        ftz,
+        sat,
+        d,
+        a,
+        b,
+        c,
+    } = *f;
     let inp = move |v: u64| {
         let x = f32_of(v);
         if ftz {
@@ -1670,64 +1631,51 @@ fn f32_op(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn f64_op(
-    r: &mut [u64],
-    exec: u32,
-    op: FloatOp,
-    rnd: Rounding,
-    d: Reg,
-    a: Operand,
-    b: Operand,
-    c: Operand,
-) {
+fn f64_op(r: &mut [u64], exec: u32, f: &F64Arith) {
+    let F64Arith {
+        op,
+        rnd,
+        d,
+        a,
+        b,
+        c,
+    } = *f;
     let f = f64::from_bits;
+    macro_rules! un {
+        ($g:expr) => {
+            map3(r, exec, d, a, a, a, move |a, _, _| $g(f(a)).to_bits())
+        };
+    }
+    macro_rules! bin {
+        ($g:expr) => {
+            map3(r, exec, d, a, b, b, move |a, b, _| $g(f(a), f(b)).to_bits())
+        };
+    }
+    // min and max return the other operand of a NaN.
+    let unless_nan = |x: f64, y: f64, pick: fn(f64, f64) -> f64| {
+        if x.is_nan() {
+            y
+        } else if y.is_nan() {
+            x
+        } else {
+            pick(x, y)
+        }
+    };
     match op {
-        FloatOp::Add => map3(r, exec, d, a, b, b, move |a, b, _| {
-            fl::add_f64(f(a), f(b), rnd).to_bits()
-        }),
-        FloatOp::Sub => map3(r, exec, d, a, b, b, move |a, b, _| {
-            fl::add_f64(f(a), -f(b), rnd).to_bits()
-        }),
-        FloatOp::Mul => map3(r, exec, d, a, b, b, move |a, b, _| {
-            fl::mul_f64(f(a), f(b), rnd).to_bits()
-        }),
+        FloatOp::Add => bin!(|x, y| fl::add_f64(x, y, rnd)),
+        FloatOp::Sub => bin!(|x, y: f64| fl::add_f64(x, -y, rnd)),
+        FloatOp::Mul => bin!(|x, y| fl::mul_f64(x, y, rnd)),
         FloatOp::Fma => map3(r, exec, d, a, b, c, move |a, b, c| {
             fl::fma_f64(f(a), f(b), f(c), rnd).to_bits()
         }),
-        FloatOp::Div => map3(r, exec, d, a, b, b, move |a, b, _| {
-            fl::div_f64(f(a), f(b), rnd).to_bits()
-        }),
-        FloatOp::Rcp | FloatOp::RcpApprox => map3(r, exec, d, a, a, a, move |a, _, _| {
-            fl::div_f64(1.0, f(a), rnd).to_bits()
-        }),
-        FloatOp::Sqrt => map3(r, exec, d, a, a, a, move |a, _, _| {
-            fl::sqrt_f64(f(a), rnd).to_bits()
-        }),
+        FloatOp::Div => bin!(|x, y| fl::div_f64(x, y, rnd)),
+        FloatOp::Rcp | FloatOp::RcpApprox => un!(|x| fl::div_f64(1.0, x, rnd)),
+        FloatOp::Sqrt => un!(|x| fl::sqrt_f64(x, rnd)),
+        // neg/abs flip or clear the sign bit (NaN included).
         FloatOp::Neg => map3(r, exec, d, a, a, a, |a, _, _| a ^ (1 << 63)),
         FloatOp::Abs => map3(r, exec, d, a, a, a, |a, _, _| a & !(1 << 63)),
-        FloatOp::Min => map3(r, exec, d, a, b, b, move |a, b, _| {
-            let (x, y) = (f(a), f(b));
-            (if x.is_nan() {
-                y
-            } else if y.is_nan() {
-                x
-            } else {
-                x.min(y)
-            })
-            .to_bits()
-        }),
-        FloatOp::Max => map3(r, exec, d, a, b, b, move |a, b, _| {
-            let (x, y) = (f(a), f(b));
-            (if x.is_nan() {
-                y
-            } else if y.is_nan() {
-                x
-            } else {
-                x.max(y)
-            })
-            .to_bits()
-        }),
+        FloatOp::Min => bin!(|x, y| unless_nan(x, y, f64::min)),
+        FloatOp::Max => bin!(|x, y| unless_nan(x, y, f64::max)),
         // The parser refuses the other f64 forms (approximate transcendentals).
         FloatOp::DivApprox
         | FloatOp::SqrtApprox
@@ -1816,17 +1764,17 @@ fn compare(cmp: Cmp, ty: Ty, ftz: bool, a: u64, b: u64) -> bool {
 }
 
 /// `cvt`: every combination of integer and float types the parser accepts.
-#[allow(clippy::too_many_arguments)]
-fn convert(
-    dty: Ty,
-    sty: Ty,
-    frnd: Option<Rounding>,
-    irnd: Option<IntRounding>,
-    rna: bool,
-    ftz: bool,
-    sat: bool,
-    v: u64,
-) -> u64 {
+fn convert(cvt: &Cvt, v: u64) -> u64 {
+    let Cvt {
+        dty,
+        sty,
+        frnd,
+        irnd,
+        rna,
+        ftz,
+        sat,
+        ..
+    } = *cvt;
     let rn = frnd.unwrap_or_default();
     if rna {
         let x = f32_of(v);

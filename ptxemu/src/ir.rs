@@ -191,11 +191,69 @@ pub struct Addr {
     pub offset: i64,
 }
 
+/// Integer arithmetic and logic: `op.ty d, a, b, c, e` (operands an op does not take are
+/// `Imm(0)`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IntArith {
+    pub op: IntOp,
+    pub ty: Ty,
+    pub d: Reg,
+    pub a: Operand,
+    pub b: Operand,
+    pub c: Operand,
+    pub e: Operand,
+}
+
+/// f32 arithmetic with its rounding, `.ftz` and `.sat` (`b` and `c` `Imm(0)` where unused).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct F32Arith {
+    pub op: FloatOp,
+    pub rnd: Rounding,
+    pub ftz: bool,
+    pub sat: bool,
+    pub d: Reg,
+    pub a: Operand,
+    pub b: Operand,
+    pub c: Operand,
+}
+
+/// f64 arithmetic with its rounding (`b` and `c` `Imm(0)` where unused).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct F64Arith {
+    pub op: FloatOp,
+    pub rnd: Rounding,
+    pub d: Reg,
+    pub a: Operand,
+    pub b: Operand,
+    pub c: Operand,
+}
+
+/// `cvt.dty.sty d, a` with its rounding and modifiers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cvt {
+    pub dty: Ty,
+    pub sty: Ty,
+    /// Float rounding (`.rn .rz .rm .rp`) for conversions whose result is a float (`.rna`
+    /// for `tf32`).
+    pub frnd: Option<Rounding>,
+    /// Integer rounding (`.rni .rzi .rmi .rpi`) for float → integer or float → integral.
+    pub irnd: Option<IntRounding>,
+    /// `cvt.rna.tf32.f32`: round to nearest, ties away from zero.
+    pub rna: bool,
+    pub ftz: bool,
+    pub sat: bool,
+    pub d: Reg,
+    pub a: Operand,
+}
+
 /// One decoded instruction.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// `mov` of a register, an immediate, a special register or a symbol's address.
-    Mov { d: Reg, a: Operand },
+    Mov {
+        d: Reg,
+        a: Operand,
+    },
     /// `mov.b64 d, {lo, hi}` / `mov.b32 d, {lo, hi}` (halves of `half_bits` each).
     Pack {
         d: Reg,
@@ -208,35 +266,11 @@ pub enum Op {
         a: Operand,
         half_bits: u32,
     },
-    Int {
-        op: IntOp,
-        ty: Ty,
-        d: Reg,
-        a: Operand,
-        b: Operand,
-        c: Operand,
-        e: Operand,
-    },
+    Int(IntArith),
     /// f32 arithmetic with its rounding, `.ftz` and `.sat`.
-    F32 {
-        op: FloatOp,
-        rnd: Rounding,
-        ftz: bool,
-        sat: bool,
-        d: Reg,
-        a: Operand,
-        b: Operand,
-        c: Operand,
-    },
+    F32(F32Arith),
     /// f64 arithmetic.
-    F64 {
-        op: FloatOp,
-        rnd: Rounding,
-        d: Reg,
-        a: Operand,
-        b: Operand,
-        c: Operand,
-    },
+    F64(F64Arith),
     Setp {
         cmp: Cmp,
         ty: Ty,
@@ -263,21 +297,7 @@ pub enum Op {
         b: Operand,
         p: Operand,
     },
-    Cvt {
-        dty: Ty,
-        sty: Ty,
-        /// Float rounding (`.rn .rz .rm .rp`) for conversions whose result is a float (`.rna`
-        /// for `tf32`).
-        frnd: Option<Rounding>,
-        /// Integer rounding (`.rni .rzi .rmi .rpi`) for float → integer or float → integral.
-        irnd: Option<IntRounding>,
-        /// `cvt.rna.tf32.f32`: round to nearest, ties away from zero.
-        rna: bool,
-        ftz: bool,
-        sat: bool,
-        d: Reg,
-        a: Operand,
-    },
+    Cvt(Cvt),
     /// `cvta.to.SPACE` (to_generic = false) or `cvta.SPACE` (to_generic = true).
     Cvta {
         space: Space,
@@ -306,13 +326,20 @@ pub enum Op {
         b: Operand,
     },
     /// A jump to instruction index `target`.
-    Bra { target: u32 },
+    Bra {
+        target: u32,
+    },
     /// `ret` / `exit` from a kernel: the thread ends.
     Exit,
     /// `bar.sync id[, count]` (`barrier.sync.aligned` too).
-    Bar { id: Operand, count: Option<Operand> },
+    Bar {
+        id: Operand,
+        count: Option<Operand>,
+    },
     /// `bar.warp.sync mask` (`__syncwarp`): the lanes of the mask meet.
-    WarpSync { mask: Operand },
+    WarpSync {
+        mask: Operand,
+    },
     Shfl {
         mode: ShflMode,
         d: Reg,

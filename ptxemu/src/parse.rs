@@ -263,6 +263,14 @@ struct Scope {
     fixups: Vec<(usize, String, u32)>,
 }
 
+/// A variable or parameter declaration, as [`Parser::decl`] reads it.
+struct Decl {
+    align: Option<usize>,
+    ty: Ty,
+    name: String,
+    count: usize,
+}
+
 fn align_up(x: u32, a: u32) -> u32 {
     x.div_ceil(a.max(1)) * a.max(1)
 }
@@ -400,23 +408,46 @@ impl Parser<'_, '_> {
         Ok(())
     }
 
-    /// `.global .align A .TYPE name[N] = {…};` (after `.global`).
-    fn global(&mut self) -> EmuResult<Global> {
-        let mut align = 1;
+    /// A declaration after its state space, `[.align A] .TYPE name[N]`: the alignment if given,
+    /// the type, the name and the element count (1 without brackets; 0 for `[]`, an `.extern`
+    /// array, where `unsized_ok`). `what` names the declaration in errors.
+    fn decl(&mut self, what: &str, unsized_ok: bool) -> EmuResult<Decl> {
+        let mut align = None;
         if self.eat_word(".align") {
-            align = self.number()? as usize;
+            align = Some(self.number()? as usize);
         }
         let ty = self.word()?;
         let ty = match parse_type(ty.trim_start_matches('.')) {
             Some(t) => t,
-            None => return self.err(format!("global of unknown type {ty}")),
+            None => return self.err(format!("{what} of unknown type {ty}")),
         };
         let name = self.word()?;
-        let mut count = 1usize;
+        let mut count = 1;
         if self.eat_punct('[') {
-            count = self.number()? as usize;
-            self.punct(']')?;
+            if unsized_ok && self.eat_punct(']') {
+                count = 0;
+            } else {
+                count = self.number()? as usize;
+                self.punct(']')?;
+            }
         }
+        Ok(Decl {
+            align,
+            ty,
+            name,
+            count,
+        })
+    }
+
+    /// `.global .align A .TYPE name[N] = {…};` (after `.global`).
+    fn global(&mut self) -> EmuResult<Global> {
+        let Decl {
+            align,
+            ty,
+            name,
+            count,
+        } = self.decl("global", false)?;
+        let align = align.unwrap_or(1);
         let esize = ty.bytes() as usize;
         let mut init = vec![0u8; count * esize];
         if self.eat_punct('=') {
@@ -467,26 +498,17 @@ impl Parser<'_, '_> {
                 if !self.eat_word(".param") {
                     return self.err("expected .param");
                 }
-                let mut align = 0usize;
-                if self.eat_word(".align") {
-                    align = self.number()? as usize;
-                }
-                let ty = self.word()?;
-                let ty = match parse_type(ty.trim_start_matches('.')) {
-                    Some(t) => t,
-                    None => return self.err(format!("parameter of unknown type {ty}")),
-                };
-                let pname = self.word()?;
-                let mut count = 1usize;
-                if self.eat_punct('[') {
-                    count = self.number()? as usize;
-                    self.punct(']')?;
-                }
+                let Decl {
+                    align,
+                    ty,
+                    name: pname,
+                    count,
+                } = self.decl("parameter", false)?;
                 let size = ty.bytes() as usize * count;
-                let align = if align == 0 {
-                    ty.bytes() as usize
-                } else {
-                    align
+                // Unaligned (or `.align 0`): the type's own alignment.
+                let align = match align {
+                    Some(a) if a > 0 => a,
+                    _ => ty.bytes() as usize,
                 };
                 let offset = param_bytes.div_ceil(align) * align;
                 param_bytes = offset + size;
@@ -645,25 +667,13 @@ impl Parser<'_, '_> {
 
     /// `.shared .align A .b8 name[N];` / `.local …` / `.extern .shared … name[];`
     fn var_decl(&mut self, s: &mut Scope, shared: bool, is_extern: bool) -> EmuResult<()> {
-        let mut align = 1u32;
-        if self.eat_word(".align") {
-            align = self.number()? as u32;
-        }
-        let ty = self.word()?;
-        let ty = match parse_type(ty.trim_start_matches('.')) {
-            Some(t) => t,
-            None => return self.err(format!("variable of unknown type {ty}")),
-        };
-        let name = self.word()?;
-        let mut count = 1u32;
-        if self.eat_punct('[') {
-            if self.eat_punct(']') {
-                count = 0;
-            } else {
-                count = self.number()? as u32;
-                self.punct(']')?;
-            }
-        }
+        let Decl {
+            align,
+            ty,
+            name,
+            count,
+        } = self.decl("variable", true)?;
+        let (align, count) = (align.unwrap_or(1) as u32, count as u32);
         if self.eat_punct('=') {
             return self.err("initialised .shared/.local variables are not supported");
         }
@@ -1249,7 +1259,7 @@ impl Decode<'_, '_, '_> {
                 if dty.is_float() && sty.is_float() && dty.bits() < sty.bits() && frnd.is_none() {
                     return self.err(format!("`{opcode}`: narrowing float cvt needs a rounding"));
                 }
-                Op::Cvt {
+                Op::Cvt(Cvt {
                     dty,
                     sty,
                     frnd,
@@ -1259,7 +1269,7 @@ impl Decode<'_, '_, '_> {
                     sat,
                     d,
                     a,
-                }
+                })
             }
             "cvta" => {
                 let to = m.take("to");
@@ -1557,7 +1567,7 @@ impl Decode<'_, '_, '_> {
             };
             let rnd = rnd.unwrap_or_default();
             return match ty {
-                Ty::F32 => Ok(Op::F32 {
+                Ty::F32 => Ok(Op::F32(F32Arith {
                     op: fop,
                     rnd,
                     ftz,
@@ -1566,7 +1576,7 @@ impl Decode<'_, '_, '_> {
                     a,
                     b,
                     c,
-                }),
+                })),
                 Ty::F64 => {
                     if ftz || sat {
                         return self.err(format!("`{opcode}`: .ftz/.sat on f64"));
@@ -1589,14 +1599,14 @@ impl Decode<'_, '_, '_> {
                     ) {
                         return self.err(format!("unsupported f64 instruction `{opcode}`"));
                     }
-                    Ok(Op::F64 {
+                    Ok(Op::F64(F64Arith {
                         op: fop,
                         rnd,
                         d,
                         a,
                         b,
                         c,
-                    })
+                    }))
                 }
                 _ => self.err(format!("`{opcode}`: {ty:?} arithmetic is not supported")),
             };
@@ -1673,7 +1683,7 @@ impl Decode<'_, '_, '_> {
             Some(e) => self.src(e, Ty::U32)?,
             None => Operand::Imm(0),
         };
-        Ok(Op::Int {
+        Ok(Op::Int(IntArith {
             op: iop,
             ty,
             d,
@@ -1681,7 +1691,7 @@ impl Decode<'_, '_, '_> {
             b,
             c,
             e,
-        })
+        }))
     }
 }
 
@@ -1796,7 +1806,7 @@ $L__BB0_2:
         assert_eq!(k.insts[15].op, Op::Exit);
         // The immediate of the fma is the f32 bits of 1.0.
         match &k.insts[13].op {
-            Op::F32 { op, c, .. } => {
+            Op::F32(F32Arith { op, c, .. }) => {
                 assert_eq!(*op, FloatOp::Fma);
                 assert_eq!(*c, Operand::Imm(0x3f80_0000));
             }
@@ -1839,7 +1849,7 @@ $L__BB0_2:
         assert_eq!(parse_int("7U"), Some(7));
         let m = parse_module(&SAXPY.replace("%r1, 4;", "%r1, -1;"), &mut no_globals).unwrap();
         match &m.kernels[0].insts[10].op {
-            Op::Int { b, .. } => assert_eq!(*b, Operand::Imm(0xffff_ffff)),
+            Op::Int(IntArith { b, .. }) => assert_eq!(*b, Operand::Imm(0xffff_ffff)),
             o => panic!("{o:?}"),
         }
     }

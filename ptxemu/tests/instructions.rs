@@ -17,6 +17,7 @@
 use ptxemu::{
     EmuError, EmuResult, Fault, FaultKind, KernelId, LaunchConfig, LaunchProfile, Machine,
 };
+use std::cmp::Ordering;
 use std::fmt::Write as _;
 
 // ---------------------------------------------------------------------------------------------
@@ -134,6 +135,72 @@ fn run_rows(ptx: &str, input: &[Row]) -> EmuResult<Vec<Row>> {
         .collect())
 }
 
+/// The PTX type a register of the standard set holds: `%rd` u64, `%rs` u16, `%fd` f64, `%f` f32,
+/// `%r` u32.
+fn reg_type(reg: &str) -> &'static str {
+    [
+        ("%rd", "u64"),
+        ("%rs", "u16"),
+        ("%fd", "f64"),
+        ("%f", "f32"),
+        ("%r", "u32"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| reg.starts_with(prefix))
+    .map(|(_, ty)| ty)
+    .unwrap_or_else(|| panic!("no type for register {reg}"))
+}
+
+/// A [`per_thread`] body: input slot `i` loaded into `loads[i]`, then `ops`, then `stores[j]`
+/// stored to output slot `j` (each load and store of its register's [`reg_type`]).
+fn io_body(loads: &[&str], ops: &str, stores: &[&str]) -> String {
+    // `[base]` for slot 0, `[base+8·i]` after, as the compiler writes them.
+    let at = |base: &str, i: usize| match i {
+        0 => format!("[{base}]"),
+        _ => format!("[{base}+{}]", 8 * i),
+    };
+    let mut s = String::new();
+    for (i, reg) in loads.iter().enumerate() {
+        let ty = reg_type(reg);
+        writeln!(s, "\tld.global.{ty} \t{reg}, {};", at("%rd4", i)).unwrap();
+    }
+    s.push_str(ops);
+    for (j, reg) in stores.iter().enumerate() {
+        let ty = reg_type(reg);
+        writeln!(s, "\tst.global.{ty} \t{}, {reg};", at("%rd5", j)).unwrap();
+    }
+    s
+}
+
+/// A body for the rows `[a32, b32, a64, b64]` (in `%r10`, `%r11`, `%rd10`, `%rd11`): each of
+/// `ops` writes a fresh register (`%r12…` or `%rd12…`, by the width its type ends in) that goes
+/// to the next output slot. An op is an opcode, applied to the two operands of its width
+/// (`"div.s32"`: `div.s32 %r12, %r10, %r11`), or an opcode and its own operands
+/// (`"not.b64 %rd10"`, `"add.s32 %r10, -1"`).
+fn pair_ops_body(ops: &[&str]) -> String {
+    let (mut lines, mut stores) = (String::new(), Vec::new());
+    let (mut used32, mut used64) = (0, 0);
+    for op in ops {
+        let (opcode, operands) = op.split_once(' ').unwrap_or((op, ""));
+        let wide = opcode.ends_with("64");
+        let (class, used) = if wide {
+            ("%rd", &mut used64)
+        } else {
+            ("%r", &mut used32)
+        };
+        let d = format!("{class}{}", 12 + *used);
+        *used += 1;
+        let operands = match operands {
+            "" => format!("{class}10, {class}11"),
+            given => given.to_string(),
+        };
+        writeln!(lines, "\t{opcode} \t{d}, {operands};").unwrap();
+        stores.push(d);
+    }
+    let stores: Vec<&str> = stores.iter().map(String::as_str).collect();
+    io_body(&["%r10", "%r11", "%rd10", "%rd11"], &lines, &stores)
+}
+
 /// Run `body` once per case (thread t gets `cases[t]` in its input row) and return the rows.
 fn per_thread<const N: usize>(body: &str, cases: &[[u64; N]]) -> Vec<Row> {
     let ptx = per_thread_ptx("", body);
@@ -247,25 +314,15 @@ impl Rng {
 
 #[test]
 fn add_sub_wrap_at_32_and_64_bits() {
-    let body = "\tld.global.u32 \t%r10, [%rd4];
-\tld.global.u32 \t%r11, [%rd4+8];
-\tld.global.u64 \t%rd10, [%rd4+16];
-\tld.global.u64 \t%rd11, [%rd4+24];
-\tadd.s32 \t%r12, %r10, %r11;
-\tsub.s32 \t%r13, %r10, %r11;
-\tadd.u32 \t%r14, %r10, %r11;
-\tadd.s32 \t%r15, %r10, -1;
-\tadd.s64 \t%rd12, %rd10, %rd11;
-\tsub.s64 \t%rd13, %rd10, %rd11;
-\tsub.u64 \t%rd14, %rd10, %rd11;
-\tst.global.u32 \t[%rd5], %r12;
-\tst.global.u32 \t[%rd5+8], %r13;
-\tst.global.u32 \t[%rd5+16], %r14;
-\tst.global.u32 \t[%rd5+24], %r15;
-\tst.global.u64 \t[%rd5+32], %rd12;
-\tst.global.u64 \t[%rd5+40], %rd13;
-\tst.global.u64 \t[%rd5+48], %rd14;
-";
+    let body = pair_ops_body(&[
+        "add.s32",
+        "sub.s32",
+        "add.u32",
+        "add.s32 %r10, -1",
+        "add.s64",
+        "sub.s64",
+        "sub.u64",
+    ]);
     let cases: [[u64; 4]; 6] = [
         [0x7fff_ffff, 1, i64::MAX as u64, 1],
         [0xffff_ffff, 1, u64::MAX, 1],
@@ -279,7 +336,7 @@ fn add_sub_wrap_at_32_and_64_bits() {
         ],
         [0x8000_0000, 1, 1 << 63, 1],
     ];
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     for (c, o) in cases.iter().zip(&out) {
         let (a, b) = (c[0] as u32, c[1] as u32);
         assert_eq!(o[0], u64::from(a.wrapping_add(b)), "add.s32 {c:x?}");
@@ -299,12 +356,9 @@ fn add_sub_wrap_at_32_and_64_bits() {
 
 #[test]
 fn mul_lo_hi_wide_and_mad_lo_signed_and_unsigned() {
-    let body = "\tld.global.u32 \t%r10, [%rd4];
-\tld.global.u32 \t%r11, [%rd4+8];
-\tld.global.u32 \t%r12, [%rd4+16];
-\tld.global.u64 \t%rd12, [%rd4+24];
-\tld.global.u64 \t%rd13, [%rd4+32];
-\tmul.lo.s32 \t%r13, %r10, %r11;
+    let body = io_body(
+        &["%r10", "%r11", "%r12", "%rd12", "%rd13"],
+        "\tmul.lo.s32 \t%r13, %r10, %r11;
 \tmul.hi.s32 \t%r14, %r10, %r11;
 \tmul.hi.u32 \t%r15, %r10, %r11;
 \tmul.wide.s32 \t%rd10, %r10, %r11;
@@ -316,19 +370,12 @@ fn mul_lo_hi_wide_and_mad_lo_signed_and_unsigned() {
 \tmul.lo.u32 \t%r17, %r10, 7;
 \tmad.wide.u32 \t%rd17, %r10, %r11, %rd12;
 \tmad.wide.s32 \t%rd18, %r10, %r11, %rd12;
-\tst.global.u32 \t[%rd5], %r13;
-\tst.global.u32 \t[%rd5+8], %r14;
-\tst.global.u32 \t[%rd5+16], %r15;
-\tst.global.u64 \t[%rd5+24], %rd10;
-\tst.global.u64 \t[%rd5+32], %rd11;
-\tst.global.u32 \t[%rd5+40], %r16;
-\tst.global.u64 \t[%rd5+48], %rd14;
-\tst.global.u64 \t[%rd5+56], %rd15;
-\tst.global.u64 \t[%rd5+64], %rd16;
-\tst.global.u32 \t[%rd5+72], %r17;
-\tst.global.u64 \t[%rd5+80], %rd17;
-\tst.global.u64 \t[%rd5+88], %rd18;
-";
+",
+        &[
+            "%r13", "%r14", "%r15", "%rd10", "%rd11", "%r16", "%rd14", "%rd15", "%rd16", "%r17",
+            "%rd17", "%rd18",
+        ],
+    );
     let cases: [(i32, i32, i32, i64, i64); 7] = [
         (-3, 5, 7, -3, 5),
         (i32::MIN, 2, 0, i64::MIN, 2),
@@ -356,7 +403,7 @@ fn mul_lo_hi_wide_and_mad_lo_signed_and_unsigned() {
             ]
         })
         .collect();
-    let out = per_thread(body, &input);
+    let out = per_thread(&body, &input);
     for (&(a, b, c, a64, b64), o) in cases.iter().zip(&out) {
         let sp = i64::from(a) * i64::from(b);
         let up = u64::from(a as u32) * u64::from(b as u32);
@@ -402,27 +449,9 @@ fn mul_lo_hi_wide_and_mad_lo_signed_and_unsigned() {
 
 #[test]
 fn div_rem_truncate_toward_zero() {
-    let body = "\tld.global.u32 \t%r10, [%rd4];
-\tld.global.u32 \t%r11, [%rd4+8];
-\tld.global.u64 \t%rd10, [%rd4+16];
-\tld.global.u64 \t%rd11, [%rd4+24];
-\tdiv.s32 \t%r12, %r10, %r11;
-\trem.s32 \t%r13, %r10, %r11;
-\tdiv.u32 \t%r14, %r10, %r11;
-\trem.u32 \t%r15, %r10, %r11;
-\tdiv.s64 \t%rd12, %rd10, %rd11;
-\trem.s64 \t%rd13, %rd10, %rd11;
-\tdiv.u64 \t%rd14, %rd10, %rd11;
-\trem.u64 \t%rd15, %rd10, %rd11;
-\tst.global.u32 \t[%rd5], %r12;
-\tst.global.u32 \t[%rd5+8], %r13;
-\tst.global.u32 \t[%rd5+16], %r14;
-\tst.global.u32 \t[%rd5+24], %r15;
-\tst.global.u64 \t[%rd5+32], %rd12;
-\tst.global.u64 \t[%rd5+40], %rd13;
-\tst.global.u64 \t[%rd5+48], %rd14;
-\tst.global.u64 \t[%rd5+56], %rd15;
-";
+    let body = pair_ops_body(&[
+        "div.s32", "rem.s32", "div.u32", "rem.u32", "div.s64", "rem.s64", "div.u64", "rem.u64",
+    ]);
     let cases: [(i32, i32, i64, i64); 8] = [
         (7, 2, 7, 2),
         (-7, 2, -7, 2),
@@ -437,7 +466,7 @@ fn div_rem_truncate_toward_zero() {
         .iter()
         .map(|&(a, b, a64, b64)| [w(a.into()), w(b.into()), a64 as u64, b64 as u64])
         .collect();
-    let out = per_thread(body, &input);
+    let out = per_thread(&body, &input);
     for (&(a, b, a64, b64), o) in cases.iter().zip(&out) {
         let what = format!("{a} / {b}, {a64} / {b64}");
         assert_eq!(o[0], w((a / b).into()), "div.s32 {what}");
@@ -462,24 +491,18 @@ const SHIFT_AMOUNTS: [u32; 9] = [0, 1, 31, 32, 33, 63, 64, 65, 0xffff_ffff];
 /// `[a32, n, a64]` and the rows (shl.b32, shr.u32, shr.s32, shr.b32, shl.b64, shr.u64,
 /// shr.s64).
 fn shifts() -> (Vec<[u64; 3]>, Vec<Row>) {
-    let body = "\tld.global.u32 \t%r10, [%rd4];
-\tld.global.u32 \t%r11, [%rd4+8];
-\tld.global.u64 \t%rd10, [%rd4+16];
-\tshl.b32 \t%r12, %r10, %r11;
+    let body = io_body(
+        &["%r10", "%r11", "%rd10"],
+        "\tshl.b32 \t%r12, %r10, %r11;
 \tshr.u32 \t%r13, %r10, %r11;
 \tshr.s32 \t%r14, %r10, %r11;
 \tshr.b32 \t%r15, %r10, %r11;
 \tshl.b64 \t%rd11, %rd10, %r11;
 \tshr.u64 \t%rd12, %rd10, %r11;
 \tshr.s64 \t%rd13, %rd10, %r11;
-\tst.global.u32 \t[%rd5], %r12;
-\tst.global.u32 \t[%rd5+8], %r13;
-\tst.global.u32 \t[%rd5+16], %r14;
-\tst.global.u32 \t[%rd5+24], %r15;
-\tst.global.u64 \t[%rd5+32], %rd11;
-\tst.global.u64 \t[%rd5+40], %rd12;
-\tst.global.u64 \t[%rd5+48], %rd13;
-";
+",
+        &["%r12", "%r13", "%r14", "%r15", "%rd11", "%rd12", "%rd13"],
+    );
     let values: [(u32, u64); 2] = [
         (0x8000_0001, 0x8000_0000_0000_0001),
         (0x7fff_fffe, 0x7fff_ffff_ffff_fffe),
@@ -490,7 +513,7 @@ fn shifts() -> (Vec<[u64; 3]>, Vec<Row>) {
             cases.push([u64::from(a), u64::from(n), a64]);
         }
     }
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     (cases, out)
 }
 
@@ -570,17 +593,15 @@ fn bfi_reference(a: u64, b: u64, c: u32, d: u32, bits: u32) -> u64 {
 
 #[test]
 fn bfi_inserts_fields_with_isa_edge_cases() {
-    let body = "\tld.global.u64 \t%rd10, [%rd4];
-\tld.global.u64 \t%rd11, [%rd4+8];
-\tld.global.u32 \t%r10, [%rd4+16];
-\tld.global.u32 \t%r11, [%rd4+24];
-\tbfi.b64 \t%rd12, %rd10, %rd11, %r10, %r11;
+    let body = io_body(
+        &["%rd10", "%rd11", "%r10", "%r11"],
+        "\tbfi.b64 \t%rd12, %rd10, %rd11, %r10, %r11;
 \tcvt.u32.u64 \t%r12, %rd10;
 \tcvt.u32.u64 \t%r13, %rd11;
 \tbfi.b32 \t%r14, %r12, %r13, %r10, %r11;
-\tst.global.u64 \t[%rd5], %rd12;
-\tst.global.u32 \t[%rd5+8], %r14;
-";
+",
+        &["%rd12", "%r14"],
+    );
     let a = 0x0123_4567_89ab_cdefu64;
     let b = 0xaaaa_5555_ffff_0000u64;
     // (pos, len): whole width, len 0, inside, pos+len > width, last bit, pos = width, pos
@@ -605,7 +626,7 @@ fn bfi_inserts_fields_with_isa_edge_cases() {
         .iter()
         .map(|&(p, l)| [a, b, u64::from(p), u64::from(l)])
         .collect();
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     for (&(p, l), o) in fields.iter().zip(&out) {
         assert_eq!(
             o[0],
@@ -635,27 +656,9 @@ fn bfi_inserts_fields_with_isa_edge_cases() {
 
 #[test]
 fn min_max_signed_versus_unsigned() {
-    let body = "\tld.global.u32 \t%r10, [%rd4];
-\tld.global.u32 \t%r11, [%rd4+8];
-\tld.global.u64 \t%rd10, [%rd4+16];
-\tld.global.u64 \t%rd11, [%rd4+24];
-\tmin.s32 \t%r12, %r10, %r11;
-\tmax.s32 \t%r13, %r10, %r11;
-\tmin.u32 \t%r14, %r10, %r11;
-\tmax.u32 \t%r15, %r10, %r11;
-\tmin.s64 \t%rd12, %rd10, %rd11;
-\tmax.s64 \t%rd13, %rd10, %rd11;
-\tmin.u64 \t%rd14, %rd10, %rd11;
-\tmax.u64 \t%rd15, %rd10, %rd11;
-\tst.global.u32 \t[%rd5], %r12;
-\tst.global.u32 \t[%rd5+8], %r13;
-\tst.global.u32 \t[%rd5+16], %r14;
-\tst.global.u32 \t[%rd5+24], %r15;
-\tst.global.u64 \t[%rd5+32], %rd12;
-\tst.global.u64 \t[%rd5+40], %rd13;
-\tst.global.u64 \t[%rd5+48], %rd14;
-\tst.global.u64 \t[%rd5+56], %rd15;
-";
+    let body = pair_ops_body(&[
+        "min.s32", "max.s32", "min.u32", "max.u32", "min.s64", "max.s64", "min.u64", "max.u64",
+    ]);
     let cases: [(i32, i32, i64, i64); 5] = [
         (-1, 1, -1, 1),
         (i32::MIN, i32::MAX, i64::MIN, i64::MAX),
@@ -667,7 +670,7 @@ fn min_max_signed_versus_unsigned() {
         .iter()
         .map(|&(a, b, a64, b64)| [w(a.into()), w(b.into()), a64 as u64, b64 as u64])
         .collect();
-    let out = per_thread(body, &input);
+    let out = per_thread(&body, &input);
     for (&(a, b, a64, b64), o) in cases.iter().zip(&out) {
         let what = format!("{a} {b} {a64} {b64}");
         assert_eq!(o[0], w(a.min(b).into()), "min.s32 {what}");
@@ -685,29 +688,17 @@ fn min_max_signed_versus_unsigned() {
 
 #[test]
 fn bitwise_and_or_xor_not() {
-    let body = "\tld.global.u32 \t%r10, [%rd4];
-\tld.global.u32 \t%r11, [%rd4+8];
-\tld.global.u64 \t%rd10, [%rd4+16];
-\tld.global.u64 \t%rd11, [%rd4+24];
-\tand.b32 \t%r12, %r10, %r11;
-\tor.b32 \t%r13, %r10, %r11;
-\txor.b32 \t%r14, %r10, %r11;
-\tnot.b32 \t%r15, %r10;
-\tand.b64 \t%rd12, %rd10, %rd11;
-\tor.b64 \t%rd13, %rd10, %rd11;
-\txor.b64 \t%rd14, %rd10, %rd11;
-\tnot.b64 \t%rd15, %rd10;
-\tand.b32 \t%r16, %r10, 0xff00ff;
-\tst.global.u32 \t[%rd5], %r12;
-\tst.global.u32 \t[%rd5+8], %r13;
-\tst.global.u32 \t[%rd5+16], %r14;
-\tst.global.u32 \t[%rd5+24], %r15;
-\tst.global.u64 \t[%rd5+32], %rd12;
-\tst.global.u64 \t[%rd5+40], %rd13;
-\tst.global.u64 \t[%rd5+48], %rd14;
-\tst.global.u64 \t[%rd5+56], %rd15;
-\tst.global.u32 \t[%rd5+64], %r16;
-";
+    let body = pair_ops_body(&[
+        "and.b32",
+        "or.b32",
+        "xor.b32",
+        "not.b32 %r10",
+        "and.b64",
+        "or.b64",
+        "xor.b64",
+        "not.b64 %rd10",
+        "and.b32 %r10, 0xff00ff",
+    ]);
     let cases: [[u64; 4]; 3] = [
         [
             0xf0f0_1234,
@@ -718,7 +709,7 @@ fn bitwise_and_or_xor_not() {
         [0, 0xffff_ffff, 0, u64::MAX],
         [0x8000_0001, 0x8000_0001, 1 << 63, 1],
     ];
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     for (c, o) in cases.iter().zip(&out) {
         let (a, b) = (c[0], c[1]);
         assert_eq!(o[0], a & b, "{c:x?}");
@@ -735,17 +726,15 @@ fn bitwise_and_or_xor_not() {
 
 #[test]
 fn neg_and_abs_of_int_min_wrap() {
-    let body = "\tld.global.u32 \t%r10, [%rd4];
-\tld.global.u64 \t%rd10, [%rd4+8];
-\tneg.s32 \t%r11, %r10;
+    let body = io_body(
+        &["%r10", "%rd10"],
+        "\tneg.s32 \t%r11, %r10;
 \tabs.s32 \t%r12, %r10;
 \tneg.s64 \t%rd11, %rd10;
 \tabs.s64 \t%rd12, %rd10;
-\tst.global.u32 \t[%rd5], %r11;
-\tst.global.u32 \t[%rd5+8], %r12;
-\tst.global.u64 \t[%rd5+16], %rd11;
-\tst.global.u64 \t[%rd5+24], %rd12;
-";
+",
+        &["%r11", "%r12", "%rd11", "%rd12"],
+    );
     let cases: [(i32, i64); 5] = [
         (i32::MIN, i64::MIN),
         (-5, -5),
@@ -757,7 +746,7 @@ fn neg_and_abs_of_int_min_wrap() {
         .iter()
         .map(|&(a, b)| [w(a.into()), b as u64])
         .collect();
-    let out = per_thread(body, &input);
+    let out = per_thread(&body, &input);
     for (&(a, b), o) in cases.iter().zip(&out) {
         assert_eq!(o[0], w(a.wrapping_neg().into()), "neg.s32 {a}");
         assert_eq!(o[1], w(a.wrapping_abs().into()), "abs.s32 {a}");
@@ -770,26 +759,21 @@ fn neg_and_abs_of_int_min_wrap() {
 
 #[test]
 fn selp_picks_by_predicate() {
-    let body = "\tld.global.u32 \t%r10, [%rd4];
-\tld.global.u32 \t%r11, [%rd4+8];
-\tld.global.u32 \t%r12, [%rd4+16];
-\tld.global.u64 \t%rd10, [%rd4+24];
-\tld.global.u64 \t%rd11, [%rd4+32];
-\tsetp.ne.s32 \t%p1, %r12, 0;
+    let body = io_body(
+        &["%r10", "%r11", "%r12", "%rd10", "%rd11"],
+        "\tsetp.ne.s32 \t%p1, %r12, 0;
 \tselp.b32 \t%r13, %r10, %r11, %p1;
 \tselp.b64 \t%rd12, %rd10, %rd11, %p1;
 \tselp.u32 \t%r14, 7, 9, %p1;
 \tselp.s32 \t%r15, -1, 1, %p1;
-\tst.global.u32 \t[%rd5], %r13;
-\tst.global.u64 \t[%rd5+8], %rd12;
-\tst.global.u32 \t[%rd5+16], %r14;
-\tst.global.u32 \t[%rd5+24], %r15;
-";
+",
+        &["%r13", "%rd12", "%r14", "%r15"],
+    );
     let cases: [[u64; 5]; 2] = [
         [0x1111, 0x2222, 1, 0x3333_0000_0000, 0x4444_0000_0000],
         [0x1111, 0x2222, 0, 0x3333_0000_0000, 0x4444_0000_0000],
     ];
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     assert_eq!(&out[0][..4], &[0x1111, 0x3333_0000_0000, 7, 0xffff_ffff]);
     assert_eq!(&out[1][..4], &[0x2222, 0x4444_0000_0000, 9, 1]);
 }
@@ -961,9 +945,9 @@ fn predicate_logic_setp_complement_combine_and_guards() {
 
 #[test]
 fn cvt_between_integer_widths() {
-    let body = "\tld.global.u32 \t%r10, [%rd4];
-\tld.global.u64 \t%rd10, [%rd4+8];
-\tcvt.s64.s32 \t%rd11, %r10;
+    let body = io_body(
+        &["%r10", "%rd10"],
+        "\tcvt.s64.s32 \t%rd11, %r10;
 \tcvt.u64.u32 \t%rd12, %r10;
 \tcvt.u32.u64 \t%r11, %rd10;
 \tcvt.u16.u32 \t%rs10, %r10;
@@ -972,16 +956,11 @@ fn cvt_between_integer_widths() {
 \tcvt.s32.s8 \t%r14, %r10;
 \tcvt.u32.u8 \t%r15, %r10;
 \tcvt.s64.s16 \t%rd13, %rs10;
-\tst.global.u64 \t[%rd5], %rd11;
-\tst.global.u64 \t[%rd5+8], %rd12;
-\tst.global.u32 \t[%rd5+16], %r11;
-\tst.global.u16 \t[%rd5+24], %rs10;
-\tst.global.u32 \t[%rd5+32], %r12;
-\tst.global.u32 \t[%rd5+40], %r13;
-\tst.global.u32 \t[%rd5+48], %r14;
-\tst.global.u32 \t[%rd5+56], %r15;
-\tst.global.u64 \t[%rd5+64], %rd13;
-";
+",
+        &[
+            "%rd11", "%rd12", "%r11", "%rs10", "%r12", "%r13", "%r14", "%r15", "%rd13",
+        ],
+    );
     let cases: [[u64; 2]; 7] = [
         [w(-5), 0x0001_2345_6789],
         [0x0001_2345, 0xffff_ffff_0000_0001],
@@ -991,7 +970,7 @@ fn cvt_between_integer_widths() {
         [0x8000_0000, 0x7fff_ffff_ffff_ffff],
         [0xffff_ffff, 0x1_0000_0000],
     ];
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     for (c, o) in cases.iter().zip(&out) {
         let a = c[0] as u32;
         assert_eq!(o[0], i64::from(a as i32) as u64, "cvt.s64.s32 {a:#x}");
@@ -1028,44 +1007,63 @@ fn cvt_between_integer_widths() {
     );
 }
 
-/// `v` rounded to f32 in a directed mode, from the correctly rounded nearest value.
-fn int_to_f32_directed(v: i128, mode: char) -> f32 {
-    let rn = v as f32;
-    let e = rn as i128;
-    if e == v {
+/// A result rounded in direction `mode` (`'z'`, `'m'` or `'p'`), from `rn`, the correctly
+/// rounded nearest value, how `rn` compares with the exact value, and the exact value's sign.
+fn directed<F: Copy>(
+    rn: F,
+    rn_vs_exact: Ordering,
+    exact_positive: bool,
+    mode: char,
+    next_up: fn(F) -> F,
+    next_down: fn(F) -> F,
+) -> F {
+    if rn_vs_exact == Ordering::Equal {
         return rn;
     }
-    let up = if e > v { rn } else { rn.next_up() };
-    let down = if e < v { rn } else { rn.next_down() };
+    let (up, down) = if rn_vs_exact == Ordering::Greater {
+        (rn, next_down(rn))
+    } else {
+        (next_up(rn), rn)
+    };
     match mode {
         'p' => up,
         'm' => down,
-        _ if v > 0 => down,
+        _ if exact_positive => down,
         _ => up,
     }
 }
 
+/// `v` rounded to f32 in a directed mode.
+fn int_to_f32_directed(v: i128, mode: char) -> f32 {
+    let rn = v as f32;
+    directed(
+        rn,
+        (rn as i128).cmp(&v),
+        v > 0,
+        mode,
+        f32::next_up,
+        f32::next_down,
+    )
+}
+
+/// `v` rounded to f64 in a directed mode.
 fn int_to_f64_directed(v: i128, mode: char) -> f64 {
     let rn = v as f64;
-    let e = rn as i128;
-    if e == v {
-        return rn;
-    }
-    let up = if e > v { rn } else { rn.next_up() };
-    let down = if e < v { rn } else { rn.next_down() };
-    match mode {
-        'p' => up,
-        'm' => down,
-        _ if v > 0 => down,
-        _ => up,
-    }
+    directed(
+        rn,
+        (rn as i128).cmp(&v),
+        v > 0,
+        mode,
+        f64::next_up,
+        f64::next_down,
+    )
 }
 
 #[test]
 fn cvt_integer_to_float_rounds_to_nearest_even_and_directed() {
-    let body = "\tld.global.u32 \t%r10, [%rd4];
-\tld.global.u64 \t%rd10, [%rd4+8];
-\tcvt.rn.f32.s32 \t%f10, %r10;
+    let body = io_body(
+        &["%r10", "%rd10"],
+        "\tcvt.rn.f32.s32 \t%f10, %r10;
 \tcvt.rn.f32.u32 \t%f11, %r10;
 \tcvt.rz.f32.s32 \t%f12, %r10;
 \tcvt.rm.f32.s32 \t%f13, %r10;
@@ -1075,17 +1073,11 @@ fn cvt_integer_to_float_rounds_to_nearest_even_and_directed() {
 \tcvt.rz.f64.s64 \t%fd12, %rd10;
 \tcvt.rn.f32.s64 \t%f15, %rd10;
 \tcvt.rn.f64.s32 \t%fd13, %r10;
-\tst.global.f32 \t[%rd5], %f10;
-\tst.global.f32 \t[%rd5+8], %f11;
-\tst.global.f32 \t[%rd5+16], %f12;
-\tst.global.f32 \t[%rd5+24], %f13;
-\tst.global.f32 \t[%rd5+32], %f14;
-\tst.global.f64 \t[%rd5+40], %fd10;
-\tst.global.f64 \t[%rd5+48], %fd11;
-\tst.global.f64 \t[%rd5+56], %fd12;
-\tst.global.f32 \t[%rd5+64], %f15;
-\tst.global.f64 \t[%rd5+72], %fd13;
-";
+",
+        &[
+            "%f10", "%f11", "%f12", "%f13", "%f14", "%fd10", "%fd11", "%fd12", "%f15", "%fd13",
+        ],
+    );
     let p53 = 1i64 << 53;
     let cases: [(i64, i64); 12] = [
         (16_777_217, p53 + 1),
@@ -1102,7 +1094,7 @@ fn cvt_integer_to_float_rounds_to_nearest_even_and_directed() {
         (33_554_435, -(p53 + 3)),
     ];
     let input: Vec<[u64; 2]> = cases.iter().map(|&(a, b)| [w(a), b as u64]).collect();
-    let out = per_thread(body, &input);
+    let out = per_thread(&body, &input);
     for (&(a, b), o) in cases.iter().zip(&out) {
         let s = i128::from(a as u32 as i32);
         let u = i128::from(a as u32);
@@ -1151,37 +1143,25 @@ fn cvt_integer_to_float_rounds_to_nearest_even_and_directed() {
     assert_eq!(out[6][6], 0x43f0_0000_0000_0000, "u64::MAX → 2^64");
 }
 
-/// `x` rounded to f32 in a directed mode, from the correctly rounded nearest value.
+/// `x` (not NaN) rounded to f32 in a directed mode.
 fn f64_to_f32_directed(x: f64, mode: char) -> f32 {
     let rn = x as f32;
-    let e = f64::from(rn);
-    if e == x {
-        return rn;
-    }
-    let up = if e > x { rn } else { rn.next_up() };
-    let down = if e < x { rn } else { rn.next_down() };
-    match mode {
-        'p' => up,
-        'm' => down,
-        _ if x > 0.0 => down,
-        _ => up,
-    }
+    let rn_vs_exact = f64::from(rn).partial_cmp(&x).expect("x is not NaN");
+    directed(rn, rn_vs_exact, x > 0.0, mode, f32::next_up, f32::next_down)
 }
 
 #[test]
 fn cvt_f32_from_f64_in_every_rounding() {
-    let body = "\tld.global.f64 \t%fd10, [%rd4];
-\tcvt.rn.f32.f64 \t%f10, %fd10;
+    let body = io_body(
+        &["%fd10"],
+        "\tcvt.rn.f32.f64 \t%f10, %fd10;
 \tcvt.rz.f32.f64 \t%f11, %fd10;
 \tcvt.rm.f32.f64 \t%f12, %fd10;
 \tcvt.rp.f32.f64 \t%f13, %fd10;
 \tcvt.f64.f32 \t%fd11, %f10;
-\tst.global.f32 \t[%rd5], %f10;
-\tst.global.f32 \t[%rd5+8], %f11;
-\tst.global.f32 \t[%rd5+16], %f12;
-\tst.global.f32 \t[%rd5+24], %f13;
-\tst.global.f64 \t[%rd5+32], %fd11;
-";
+",
+        &["%f10", "%f11", "%f12", "%f13", "%fd11"],
+    );
     let p = |e: i32| 2f64.powi(e);
     let max = f64::from(f32::MAX);
     let values = [
@@ -1205,7 +1185,7 @@ fn cvt_f32_from_f64_in_every_rounding() {
         f64::NAN,
     ];
     let cases: Vec<[u64; 1]> = values.iter().map(|x| [x.to_bits()]).collect();
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     for (&x, o) in values.iter().zip(&out) {
         if x.is_nan() {
             assert!(f32_of(o[0]).is_nan() && f32_of(o[1]).is_nan(), "cvt of NaN");
@@ -1251,8 +1231,9 @@ fn cvt_f32_from_f64_in_every_rounding() {
 
 #[test]
 fn cvt_f32_to_integer_and_integral_roundings_saturation_and_tf32() {
-    let body = "\tld.global.f32 \t%f10, [%rd4];
-\tcvt.rni.s32.f32 \t%r10, %f10;
+    let body = io_body(
+        &["%f10"],
+        "\tcvt.rni.s32.f32 \t%r10, %f10;
 \tcvt.rzi.s32.f32 \t%r11, %f10;
 \tcvt.rmi.s32.f32 \t%r12, %f10;
 \tcvt.rpi.s32.f32 \t%r13, %f10;
@@ -1262,17 +1243,11 @@ fn cvt_f32_to_integer_and_integral_roundings_saturation_and_tf32() {
 \tcvt.rzi.f32.f32 \t%f12, %f10;
 \tcvt.sat.f32.f32 \t%f13, %f10;
 \tcvt.rna.tf32.f32 \t%r15, %f10;
-\tst.global.u32 \t[%rd5], %r10;
-\tst.global.u32 \t[%rd5+8], %r11;
-\tst.global.u32 \t[%rd5+16], %r12;
-\tst.global.u32 \t[%rd5+24], %r13;
-\tst.global.u32 \t[%rd5+32], %r14;
-\tst.global.u64 \t[%rd5+40], %rd10;
-\tst.global.f32 \t[%rd5+48], %f11;
-\tst.global.f32 \t[%rd5+56], %f12;
-\tst.global.f32 \t[%rd5+64], %f13;
-\tst.global.u32 \t[%rd5+72], %r15;
-";
+",
+        &[
+            "%r10", "%r11", "%r12", "%r13", "%r14", "%rd10", "%f11", "%f12", "%f13", "%r15",
+        ],
+    );
     let values: Vec<f32> = [
         0.5f32,
         1.5,
@@ -1311,7 +1286,7 @@ fn cvt_f32_to_integer_and_integral_roundings_saturation_and_tf32() {
     )
     .collect();
     let cases: Vec<[u64; 1]> = values.iter().map(|&x| [fb(x)]).collect();
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     for (&x, o) in values.iter().zip(&out) {
         // Float → integer: round, then clamp to the destination's range; NaN → 0 (which is
         // what Rust's saturating `as` does too).
@@ -1543,19 +1518,16 @@ fn fma_f32_rounds_once_in_each_direction() {
 
 #[test]
 fn ftz_flushes_subnormal_inputs_and_results() {
-    let body = "\tld.global.f32 \t%f10, [%rd4];
-\tld.global.f32 \t%f11, [%rd4+8];
-\tadd.f32 \t%f12, %f10, %f11;
+    let body = io_body(
+        &["%f10", "%f11"],
+        "\tadd.f32 \t%f12, %f10, %f11;
 \tadd.ftz.f32 \t%f13, %f10, %f11;
 \tmul.f32 \t%f14, %f10, %f11;
 \tmul.ftz.f32 \t%f15, %f10, %f11;
 \tfma.rn.ftz.f32 \t%f16, %f10, %f11, %f11;
-\tst.global.f32 \t[%rd5], %f12;
-\tst.global.f32 \t[%rd5+8], %f13;
-\tst.global.f32 \t[%rd5+16], %f14;
-\tst.global.f32 \t[%rd5+24], %f15;
-\tst.global.f32 \t[%rd5+32], %f16;
-";
+",
+        &["%f12", "%f13", "%f14", "%f15", "%f16"],
+    );
     let ftz = |x: f32| {
         if x.is_subnormal() {
             0.0f32.copysign(x)
@@ -1573,7 +1545,7 @@ fn ftz_flushes_subnormal_inputs_and_results() {
         (0x8040_0000, 0x3f80_0000),
     ];
     let input: Vec<[u64; 2]> = cases.iter().map(|c| [c.0.into(), c.1.into()]).collect();
-    let out = per_thread(body, &input);
+    let out = per_thread(&body, &input);
     for (&(a, b), o) in cases.iter().zip(&out) {
         let (x, y) = (f32::from_bits(a), f32::from_bits(b));
         let what = format!("{a:#010x} {b:#010x}");
@@ -1623,16 +1595,15 @@ fn ftz_flushes_subnormal_inputs_and_results() {
 
 #[test]
 fn div_rcp_sqrt_rn_are_correctly_rounded() {
-    let body = "\tld.global.f32 \t%f10, [%rd4];
-\tld.global.f32 \t%f11, [%rd4+8];
-\tdiv.rn.f32 \t%f12, %f10, %f11;
+    let body = io_body(
+        &["%f10", "%f11"],
+        "\tdiv.rn.f32 \t%f12, %f10, %f11;
 \trcp.rn.f32 \t%f13, %f11;
 \tabs.f32 \t%f14, %f10;
 \tsqrt.rn.f32 \t%f15, %f14;
-\tst.global.f32 \t[%rd5], %f12;
-\tst.global.f32 \t[%rd5+8], %f13;
-\tst.global.f32 \t[%rd5+16], %f15;
-";
+",
+        &["%f12", "%f13", "%f15"],
+    );
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut pairs: Vec<(f32, f32)> = vec![
         (1.0, 3.0),
@@ -1649,7 +1620,7 @@ fn div_rcp_sqrt_rn_are_correctly_rounded() {
         pairs.push((rng.f32(), rng.f32()));
     }
     let cases: Vec<[u64; 2]> = pairs.iter().map(|&(a, b)| [fb(a), fb(b)]).collect();
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     for (&(a, b), o) in pairs.iter().zip(&out) {
         let what = format!("a={:#010x} b={:#010x}", a.to_bits(), b.to_bits());
         assert_eq!(o[0], fb(a / b), "div.rn.f32 {what}");
@@ -1662,15 +1633,14 @@ fn div_rcp_sqrt_rn_are_correctly_rounded() {
 
 #[test]
 fn div_rcp_sqrt_rn_ieee_special_values() {
-    let body = "\tld.global.f32 \t%f10, [%rd4];
-\tld.global.f32 \t%f11, [%rd4+8];
-\tdiv.rn.f32 \t%f12, %f10, %f11;
+    let body = io_body(
+        &["%f10", "%f11"],
+        "\tdiv.rn.f32 \t%f12, %f10, %f11;
 \trcp.rn.f32 \t%f13, %f11;
 \tsqrt.rn.f32 \t%f14, %f10;
-\tst.global.f32 \t[%rd5], %f12;
-\tst.global.f32 \t[%rd5+8], %f13;
-\tst.global.f32 \t[%rd5+16], %f14;
-";
+",
+        &["%f12", "%f13", "%f14"],
+    );
     let (inf, nan) = (f32::INFINITY, f32::NAN);
     // (a, b) → (a / b, 1 / b, sqrt a), None for NaN.
     let cases: [(f32, f32, [Option<f32>; 3]); 6] = [
@@ -1682,7 +1652,7 @@ fn div_rcp_sqrt_rn_ieee_special_values() {
         (nan, 2.0, [None, Some(0.5), None]),
     ];
     let input: Vec<[u64; 2]> = cases.iter().map(|c| [fb(c.0), fb(c.1)]).collect();
-    let out = per_thread(body, &input);
+    let out = per_thread(&body, &input);
     for (c, o) in cases.iter().zip(&out) {
         for (k, want) in c.2.iter().enumerate() {
             match want {
@@ -1695,15 +1665,14 @@ fn div_rcp_sqrt_rn_ieee_special_values() {
 
 #[test]
 fn sat_clamps_arithmetic_results_to_zero_one_and_nan_to_zero() {
-    let body = "\tld.global.f32 \t%f10, [%rd4];
-\tld.global.f32 \t%f11, [%rd4+8];
-\tadd.sat.f32 \t%f12, %f10, %f11;
+    let body = io_body(
+        &["%f10", "%f11"],
+        "\tadd.sat.f32 \t%f12, %f10, %f11;
 \tmul.sat.f32 \t%f13, %f10, %f11;
 \tfma.rn.sat.f32 \t%f14, %f10, %f11, %f11;
-\tst.global.f32 \t[%rd5], %f12;
-\tst.global.f32 \t[%rd5+8], %f13;
-\tst.global.f32 \t[%rd5+16], %f14;
-";
+",
+        &["%f12", "%f13", "%f14"],
+    );
     let (inf, nan) = (f32::INFINITY, f32::NAN);
     // (a, b) → (a + b, a · b, a · b + b), clamped to [+0, 1], NaN → +0.
     let cases: [(f32, f32, [f32; 3]); 6] = [
@@ -1715,7 +1684,7 @@ fn sat_clamps_arithmetic_results_to_zero_one_and_nan_to_zero() {
         (0.0, inf, [1.0, 0.0, 0.0]),
     ];
     let input: Vec<[u64; 2]> = cases.iter().map(|c| [fb(c.0), fb(c.1)]).collect();
-    let out = per_thread(body, &input);
+    let out = per_thread(&body, &input);
     for (c, o) in cases.iter().zip(&out) {
         assert_eq!([o[0], o[1], o[2]], c.2.map(fb), "sat of ({}, {})", c.0, c.1);
     }
@@ -1723,14 +1692,14 @@ fn sat_clamps_arithmetic_results_to_zero_one_and_nan_to_zero() {
 
 #[test]
 fn ex2_and_rcp_approx_ftz_special_values_and_accuracy() {
-    let body = "\tld.global.f32 \t%f10, [%rd4];
-\tex2.approx.ftz.f32 \t%f11, %f10;
+    let body = io_body(
+        &["%f10"],
+        "\tex2.approx.ftz.f32 \t%f11, %f10;
 \tex2.approx.f32 \t%f12, %f10;
 \trcp.approx.ftz.f32 \t%f13, %f10;
-\tst.global.f32 \t[%rd5], %f11;
-\tst.global.f32 \t[%rd5+8], %f12;
-\tst.global.f32 \t[%rd5+16], %f13;
-";
+",
+        &["%f11", "%f12", "%f13"],
+    );
     let values = [
         0.0f32,
         1.0,
@@ -1748,7 +1717,7 @@ fn ex2_and_rcp_approx_ftz_special_values_and_accuracy() {
         100.0,
     ];
     let cases: Vec<[u64; 1]> = values.iter().map(|&x| [fb(x)]).collect();
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     let ex2 = |i: usize| f32_of(out[i][0]);
     // The ISA's special values.
     assert_eq!(out[0][0], fb(1.0), "ex2(+0) = 1");
@@ -1796,13 +1765,13 @@ fn ex2_and_rcp_approx_ftz_special_values_and_accuracy() {
 
 #[test]
 fn min_max_f32_return_the_other_operand_of_a_nan() {
-    let body = "\tld.global.f32 \t%f10, [%rd4];
-\tld.global.f32 \t%f11, [%rd4+8];
-\tmax.f32 \t%f12, %f10, %f11;
+    let body = io_body(
+        &["%f10", "%f11"],
+        "\tmax.f32 \t%f12, %f10, %f11;
 \tmin.f32 \t%f13, %f10, %f11;
-\tst.global.f32 \t[%rd5], %f12;
-\tst.global.f32 \t[%rd5+8], %f13;
-";
+",
+        &["%f12", "%f13"],
+    );
     let nan = f32::NAN;
     let pairs = [
         (nan, 1.0f32),
@@ -1816,7 +1785,7 @@ fn min_max_f32_return_the_other_operand_of_a_nan() {
         (nan, nan),
     ];
     let cases: Vec<[u64; 2]> = pairs.iter().map(|&(a, b)| [fb(a), fb(b)]).collect();
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     let want = [
         (1.0f32, 1.0f32),
         (1.0, 1.0),
@@ -1901,12 +1870,13 @@ fn setp_f32_ordered_and_unordered_comparisons_with_nan() {
 
 #[test]
 fn neg_and_abs_f32_change_only_the_sign_bit() {
-    let body = "\tld.global.f32 \t%f10, [%rd4];
-\tneg.f32 \t%f11, %f10;
+    let body = io_body(
+        &["%f10"],
+        "\tneg.f32 \t%f11, %f10;
 \tabs.f32 \t%f12, %f10;
-\tst.global.f32 \t[%rd5], %f11;
-\tst.global.f32 \t[%rd5+8], %f12;
-";
+",
+        &["%f11", "%f12"],
+    );
     let values = [
         0x0000_0000u32,
         0x8000_0000,
@@ -1916,12 +1886,12 @@ fn neg_and_abs_f32_change_only_the_sign_bit() {
         0x7f7f_ffff,
     ];
     let cases: Vec<[u64; 1]> = values.iter().map(|&x| [x.into()]).collect();
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     for (&x, o) in values.iter().zip(&out) {
         assert_eq!(o[0], u64::from(x ^ 0x8000_0000), "neg.f32 {x:#010x}");
         assert_eq!(o[1], u64::from(x & 0x7fff_ffff), "abs.f32 {x:#010x}");
     }
-    let nan = per_thread(body, &[[fb(f32::NAN)], [0xffc0_0000]]);
+    let nan = per_thread(&body, &[[fb(f32::NAN)], [0xffc0_0000]]);
     for o in &nan {
         assert!(
             f32_of(o[0]).is_nan() && f32_of(o[1]).is_nan(),
@@ -1936,19 +1906,16 @@ fn neg_and_abs_f32_change_only_the_sign_bit() {
 
 #[test]
 fn mul_f64_rounds_correctly_in_each_direction() {
-    let body = "\tld.global.f64 \t%fd10, [%rd4];
-\tld.global.f64 \t%fd11, [%rd4+8];
-\tmul.f64 \t%fd12, %fd10, %fd11;
+    let body = io_body(
+        &["%fd10", "%fd11"],
+        "\tmul.f64 \t%fd12, %fd10, %fd11;
 \tmul.rn.f64 \t%fd13, %fd10, %fd11;
 \tmul.rz.f64 \t%fd14, %fd10, %fd11;
 \tmul.rm.f64 \t%fd15, %fd10, %fd11;
 \tmul.rp.f64 \t%fd16, %fd10, %fd11;
-\tst.global.f64 \t[%rd5], %fd12;
-\tst.global.f64 \t[%rd5+8], %fd13;
-\tst.global.f64 \t[%rd5+16], %fd14;
-\tst.global.f64 \t[%rd5+24], %fd15;
-\tst.global.f64 \t[%rd5+32], %fd16;
-";
+",
+        &["%fd12", "%fd13", "%fd14", "%fd15", "%fd16"],
+    );
     let one_ulp = f64::from_bits(0x3ff0_0000_0000_0001);
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut pairs: Vec<(f64, f64)> = vec![(one_ulp, one_ulp), (-one_ulp, one_ulp), (3.0, 0.1)];
@@ -1959,7 +1926,7 @@ fn mul_f64_rounds_correctly_in_each_direction() {
         .iter()
         .map(|(a, b)| [a.to_bits(), b.to_bits()])
         .collect();
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     for (&(a, b), o) in pairs.iter().zip(&out) {
         let p = a * b;
         // The exact residual a·b - p (representable here: no underflow in this range).
@@ -2005,7 +1972,7 @@ fn mul_f64_rounds_correctly_in_each_direction() {
         .iter()
         .map(|(a, b)| [a.to_bits(), b.to_bits()])
         .collect();
-    let out = per_thread(body, &cases);
+    let out = per_thread(&body, &cases);
     for (&(a, b), o) in extremes.iter().zip(&out) {
         assert_eq!(o[1], (a * b).to_bits(), "mul.rn.f64 {a:e} × {b:e}");
     }
@@ -2014,6 +1981,89 @@ fn mul_f64_rounds_correctly_in_each_direction() {
         out[3][2],
         f64::MAX.to_bits(),
         "mul.rz.f64 overflow stops at MAX"
+    );
+}
+
+#[test]
+fn f64_arithmetic_min_max_neg_abs_to_nearest() {
+    let body = io_body(
+        &["%fd10", "%fd11"],
+        "\tadd.rn.f64 \t%fd12, %fd10, %fd11;
+\tsub.rn.f64 \t%fd13, %fd10, %fd11;
+\tdiv.rn.f64 \t%fd14, %fd10, %fd11;
+\trcp.rn.f64 \t%fd15, %fd11;
+\tabs.f64 \t%fd16, %fd10;
+\tsqrt.rn.f64 \t%fd17, %fd16;
+\tneg.f64 \t%fd18, %fd10;
+\tmin.f64 \t%fd19, %fd10, %fd11;
+\tmax.f64 \t%fd20, %fd10, %fd11;
+",
+        &[
+            "%fd12", "%fd13", "%fd14", "%fd15", "%fd16", "%fd17", "%fd18", "%fd19", "%fd20",
+        ],
+    );
+    let nan = f64::NAN;
+    let pairs = [
+        (1.5, -0.25),
+        (0.1, 3.0),
+        (-2.0, 7.0),
+        (1e300, 1e-300),
+        (nan, 2.0),
+        (-3.0, nan),
+        (f64::INFINITY, -1.0),
+        (-0.0, 5.0),
+    ];
+    let cases: Vec<[u64; 2]> = pairs
+        .iter()
+        .map(|(a, b)| [a.to_bits(), b.to_bits()])
+        .collect();
+    let out = per_thread(&body, &cases);
+    // NaN or the same bits.
+    let same = |got: u64, want: f64| {
+        if want.is_nan() {
+            f64::from_bits(got).is_nan()
+        } else {
+            got == want.to_bits()
+        }
+    };
+    for (&(a, b), o) in pairs.iter().zip(&out) {
+        let other_of_nan = |m: fn(f64, f64) -> f64| {
+            if a.is_nan() {
+                b
+            } else if b.is_nan() {
+                a
+            } else {
+                m(a, b)
+            }
+        };
+        let want = [
+            a + b,
+            a - b,
+            a / b,
+            1.0 / b,
+            a.abs(),
+            a.abs().sqrt(),
+            -a,
+            other_of_nan(f64::min),
+            other_of_nan(f64::max),
+        ];
+        let names = [
+            "add", "sub", "div", "rcp", "abs", "sqrt", "neg", "min", "max",
+        ];
+        for (k, (&w, name)) in want.iter().zip(names).enumerate() {
+            assert!(
+                same(o[k], w),
+                "{name}.f64 of ({a:e}, {b:e}): {:e}",
+                f64::from_bits(o[k])
+            );
+        }
+    }
+    // Spelled out: neg and abs change only the sign bit, NaN included.
+    assert_eq!(out[4][6] ^ out[4][4], 1 << 63, "neg and abs of a NaN");
+    assert_eq!(out[7][6], 0.0f64.to_bits(), "neg of -0 is +0");
+    assert_eq!(
+        (out[4][7], out[5][8]),
+        (2.0f64.to_bits(), (-3.0f64).to_bits())
     );
 }
 

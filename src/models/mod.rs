@@ -3,6 +3,7 @@
 
 pub mod adgm;
 pub mod arch;
+pub mod class_style;
 pub mod classifier;
 pub mod describe;
 pub mod gmvae;
@@ -10,6 +11,7 @@ pub mod m1;
 pub mod m1m2;
 pub mod m2;
 pub mod shot;
+pub mod sparse;
 pub mod vae;
 
 pub use adgm::{Adgm, AdgmConfig, Auxiliary};
@@ -20,6 +22,7 @@ pub use m1::M1;
 pub use m1m2::{M1M2Config, M1M2};
 pub use m2::{M2Config, M2};
 pub use shot::{Shot, ShotConfig};
+pub use sparse::{Sparse, SparseConfig};
 pub use vae::{Vae, VaeConfig};
 
 use crate::data::{Dataset, SemiSupervised};
@@ -39,6 +42,7 @@ pub enum ModelKind {
     M1M2,
     Gmvae,
     Shot,
+    Sparse,
     Adgm,
     Sdgm,
     Classifier,
@@ -46,13 +50,14 @@ pub enum ModelKind {
 
 impl ModelKind {
     /// Every kind, in the order the help lists them.
-    pub const ALL: [ModelKind; 9] = [
+    pub const ALL: [ModelKind; 10] = [
         ModelKind::Vae,
         ModelKind::M1,
         ModelKind::M2,
         ModelKind::M1M2,
         ModelKind::Gmvae,
         ModelKind::Shot,
+        ModelKind::Sparse,
         ModelKind::Adgm,
         ModelKind::Sdgm,
         ModelKind::Classifier,
@@ -66,6 +71,7 @@ impl ModelKind {
             ModelKind::M1M2 => "m1m2",
             ModelKind::Gmvae => "gmvae",
             ModelKind::Shot => "shot",
+            ModelKind::Sparse => "sparse",
             ModelKind::Adgm => "adgm",
             ModelKind::Sdgm => "sdgm",
             ModelKind::Classifier => "classifier",
@@ -203,15 +209,15 @@ impl ModelSpec {
     }
 
     /// The weight of the labelled cross-entropy the model trains with: `alpha` when given, else
-    /// the model's default (0.1·N/N_labelled for m2, m1m2, gmvae, adgm and sdgm, 1 for m1 and
-    /// shot); `None`
-    /// for the models without that term (vae, classifier, gmvae without labels).
+    /// the model's default (0.1·N/N_labelled for m2, m1m2, gmvae, sparse, adgm and sdgm, 1 for
+    /// m1 and shot); `None` for the models without that term (vae, classifier, gmvae and sparse
+    /// without labels).
     pub fn effective_alpha(&self) -> Option<f32> {
         let given_or = |default: f32| Some(self.alpha.unwrap_or(default));
         let per_label = 0.1 * self.n_train as f32 / self.n_labelled.max(1) as f32;
         match self.kind {
             ModelKind::Vae | ModelKind::Classifier => None,
-            ModelKind::Gmvae if self.n_labelled == 0 => None,
+            ModelKind::Gmvae | ModelKind::Sparse if self.n_labelled == 0 => None,
             ModelKind::M1 => given_or(1.0),
             ModelKind::Shot => {
                 given_or(ShotConfig::default_for(self.arch, self.input, self.classes, 0, 0).alpha)
@@ -219,6 +225,7 @@ impl ModelSpec {
             ModelKind::M2
             | ModelKind::M1M2
             | ModelKind::Gmvae
+            | ModelKind::Sparse
             | ModelKind::Adgm
             | ModelKind::Sdgm => given_or(per_label),
         }
@@ -329,7 +336,8 @@ pub const M1M2_ACTIVATION: Activation = Activation::Softplus;
 /// - The conv architecture needs height and width that are multiples of 4 (MNIST, CIFAR-10 and
 ///   the 8×8 digits all qualify); other inputs are refused with an error.
 /// - `alpha` (None = the model's default): the labelled cross-entropy weight of m2, m1m2,
-///   gmvae, adgm and sdgm (default 0.1·N/N_labelled), of shot's labelled mixup cross-entropy (default 1), and
+///   gmvae, sparse, adgm and sdgm (default 0.1·N/N_labelled), of shot's labelled mixup
+///   cross-entropy (default 1), and
 ///   of m1's classifier (default 1; under Adam it hardly matters, the classifier being trained
 ///   on detached features). vae and classifier ignore it.
 /// - gmvae is unsupervised when `n_labelled` is 0 and adds the labelled cross-entropy otherwise.
@@ -450,6 +458,18 @@ fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
             cfg.align = spec.align;
             Box::new(Shot::new(cfg, rng, device)?)
         }
+        (ModelKind::Sparse, arch) => Box::new(Sparse::new(
+            SparseConfig {
+                arch,
+                input: spec.input,
+                classes: spec.classes,
+                hidden: width,
+                z_dim: spec.z_dim,
+                alpha,
+            },
+            rng,
+            device,
+        )?),
         (ModelKind::Adgm | ModelKind::Sdgm, arch) => Box::new(Adgm::new(
             AdgmConfig {
                 variant: match spec.kind {

@@ -62,9 +62,10 @@
 //! Architecture: MLP trunk x → H (one hidden layer, ReLU), decoder [z, y] → H → D; or the conv
 //! trunk (heads Linear(256→z) ×2 and Linear(256→K)) and conv decoder on [z, y].
 
-use super::arch::{self, util, Decoder, Encoder};
+use super::arch::util;
+use super::class_style::{ClassStyleNet, Posterior};
 use super::{Arch, Batch, Model, Prior, StepContext, Terms};
-use crate::nn::{join, Init, Layer, Linear, Module, Role};
+use crate::nn::{join, Layer, Module, Role};
 use crate::rng::Rng;
 use crate::{no_grad, Device, Error, Result, Tensor};
 
@@ -156,21 +157,10 @@ struct Weights {
     unsup: f32,
 }
 
-/// What the encoder says about a batch.
-struct Posterior {
-    mu: Tensor,
-    lv: Tensor,
-    logits: Tensor,
-}
-
 /// SHOT-VAE.
 pub struct Shot {
     pub cfg: ShotConfig,
-    trunk: Encoder,
-    enc_mu: Linear,
-    enc_lv: Linear,
-    cls: Linear,
-    dec: Decoder,
+    net: ClassStyleNet,
     /// p̂(y) [K], the running mean of q(y|x) over unlabelled batches: a buffer (checkpointed,
     /// not trained) that exists only with [`ShotConfig::align`].
     class_marginal: Option<Tensor>,
@@ -180,38 +170,25 @@ pub struct Shot {
 impl Shot {
     /// A freshly initialised SHOT-VAE.
     pub fn new(cfg: ShotConfig, rng: &mut Rng, device: Device) -> Result<Self> {
-        let (c, h, w) = cfg.input;
-        let (d, k, z) = (c * h * w, cfg.classes, cfg.z_dim);
+        let (k, z) = (cfg.classes, cfg.z_dim);
         if k == 0 || z == 0 || cfg.hidden == 0 || cfg.tau.is_nan() || cfg.tau <= 0.0 {
             return Err(Error::invalid(
                 "shot",
                 "classes, z_dim, hidden and tau must be positive",
             ));
         }
-        let init = Init::KaimingUniform;
-        let trunk = arch::encoder(
+        let net = ClassStyleNet::new(
             cfg.arch,
             cfg.input,
             cfg.hidden,
             SHOT_MLP_LAYERS,
+            z,
+            k,
             rng,
             device,
         )?;
-        let th = trunk.out_dim(d);
         Ok(Shot {
-            enc_mu: Linear::new(th, z, init, rng, device)?,
-            enc_lv: Linear::new(th, z, init, rng, device)?,
-            cls: Linear::new(th, k, init, rng, device)?,
-            dec: arch::decoder(
-                cfg.arch,
-                z + k,
-                cfg.input,
-                cfg.hidden,
-                SHOT_MLP_LAYERS,
-                rng,
-                device,
-            )?,
-            trunk,
+            net,
             class_marginal: match cfg.align {
                 true => Some(Tensor::from_vec(vec![1.0 / k as f32; k], [k], device)?),
                 false => None,
@@ -236,12 +213,7 @@ impl Shot {
     }
 
     fn encode(&self, x: &Tensor) -> Result<Posterior> {
-        let h = self.trunk.forward(x)?;
-        Ok(Posterior {
-            mu: self.enc_mu.forward(&h)?,
-            lv: self.enc_lv.forward(&h)?,
-            logits: self.cls.forward(&h)?,
-        })
+        self.net.encode(x)
     }
 
     fn weights(&self, progress: f32) -> Weights {
@@ -266,8 +238,8 @@ impl Shot {
     ) -> Result<Tensor> {
         let z = util::reparam(&p.mu, &p.lv, rng, self.device)?;
         let rec = self
-            .dec
-            .forward(&Tensor::concat(&[&z, y], 1)?)?
+            .net
+            .decode(&z, y)?
             .bce_with_logits_rows(x)?
             .mean_all()?;
         let klz = p.mu.kl_diag_gaussian_rows(&p.lv)?.mean_all()?;
@@ -322,11 +294,7 @@ impl Module for Shot {
         self.classify(x)
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Role)) {
-        self.trunk.visit(&join(prefix, "trunk"), f);
-        self.enc_mu.visit(&join(prefix, "enc_mu"), f);
-        self.enc_lv.visit(&join(prefix, "enc_lv"), f);
-        self.cls.visit(&join(prefix, "cls"), f);
-        self.dec.visit(&join(prefix, "dec"), f);
+        self.net.visit(prefix, f);
         if let Some(m) = &self.class_marginal {
             f(
                 &join(prefix, "class_marginal"),
@@ -396,8 +364,7 @@ impl Model for Shot {
     }
 
     fn classify(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.trunk.forward(x)?;
-        self.cls.forward(&h)
+        self.net.classify(x)
     }
 
     fn latent_mean(&self, x: &Tensor) -> Result<Tensor> {
@@ -407,7 +374,7 @@ impl Model for Shot {
         Prior::PerClass
     }
     fn decode_class(&self, z: &Tensor, y: &Tensor) -> Result<Tensor> {
-        self.dec.forward(&Tensor::concat(&[z, y], 1)?)
+        self.net.decode(z, y)
     }
     /// q(z|x) does not depend on y: the style is μ(x) whatever the class.
     fn style(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
@@ -425,10 +392,9 @@ impl Model for Shot {
         let z = util::reparam(&p.mu, &p.lv, rng, self.device)?;
         let classes: Vec<u32> = (0..n).flat_map(|_| 0..k as u32).collect();
         let y = Tensor::one_hot(&classes, k, self.device)?;
-        let zy = Tensor::concat(&[&z.repeat_interleave(k)?, &y], 1)?;
         let rec = self
-            .dec
-            .forward(&zy)?
+            .net
+            .decode(&z.repeat_interleave(k)?, &y)?
             .bce_with_logits_rows(&x.repeat_interleave(k)?)?
             .reshape([n, k])?;
         p.logits
