@@ -382,6 +382,7 @@ fn train_step(
         align: false,
         drop_inactive_z1: false,
         labelled_bound_weight: None,
+        a_samples: None,
     };
     let mut rng = Rng::new(0, 0xBE7C);
     let model = models::build(&spec, &mut rng, device)?;

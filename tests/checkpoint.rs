@@ -2,7 +2,8 @@
 //! (bit for bit: a 2-epoch run interrupted after epoch 1 and resumed = the straight run, for M2
 //! and for M1+M2 with its running z1 activity; a run stopped part-way through an epoch by
 //! `Observer::stop_requested`, saved as a mid-epoch checkpoint and resumed = the straight run,
-//! for M2, M1+M2, SHOT-VAE and the GMVAE; 1 epoch + `--resume` to 2 through the `ssvae`
+//! for M2, M1+M2, SHOT-VAE and the GMVAE; the same for ADGM and SDGM, whose loaded checkpoint
+//! also evaluates to the trained model's figures; 1 epoch + `--resume` to 2 through the `ssvae`
 //! binary, also with shifted training images and with a learning-rate milestone added on
 //! resume), M1+M2's M1 freeze (also added on resume), the step schedule of the learning rate,
 //! a NaN that stops training while the last good checkpoint stays intact and loadable, and
@@ -15,7 +16,7 @@ use ssvae::rng::Rng;
 use ssvae::storage::Storage;
 use ssvae::train::checkpoint::{self, RunConfig};
 use ssvae::train::{
-    fit_with, EpochReport, Observer, StepInfo, TrainConfig, TrainState, INIT_STREAM,
+    evaluate_all, fit_with, EpochReport, Observer, StepInfo, TrainConfig, TrainState, INIT_STREAM,
 };
 use ssvae::{nn, Device, Error};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,7 @@ fn setup(epochs: usize) -> Setup {
         align: false,
         drop_inactive_z1: false,
         labelled_bound_weight: None,
+        a_samples: None,
     };
     let train = TrainConfig {
         epochs,
@@ -258,6 +260,34 @@ fn resume_continues_exactly(s2: Setup, name: &str) {
 #[test]
 fn resume_continues_exactly_for_m2() {
     resume_continues_exactly(setup(2), "resume");
+}
+
+#[test]
+fn adgm_and_sdgm_round_trip_to_identical_evaluations_and_resume_exactly() {
+    for kind in [ModelKind::Adgm, ModelKind::Sdgm] {
+        let mut s = setup(1);
+        s.rc.model.kind = kind;
+        let dir = temp_dir(&format!("roundtrip-{kind}"));
+        let (saver, r) = train(&s, &dir, None);
+        r.unwrap();
+        let (_, rc, loaded) = checkpoint::load_model(&dir, Device::Cpu).unwrap();
+        assert_eq!(rc.model, s.rc.model);
+        assert_eq!(values(loaded.as_ref()), values(saver.model));
+        // Test error, −ELBO, ACC and NMI: the same numbers from the trained and the loaded model.
+        let trained = evaluate_all(saver.model, &s.tt.test, &s.rc.train).unwrap();
+        let restored = evaluate_all(loaded.as_ref(), &s.tt.test, &s.rc.train).unwrap();
+        println!(
+            "{kind}: error {:?}, -ELBO {:?}",
+            trained.error, trained.neg_elbo
+        );
+        assert_eq!(trained, restored, "{kind}");
+        assert!(trained.error.unwrap() < 0.9, "{kind}: {trained:?}");
+        assert!(trained.neg_elbo.unwrap().is_finite(), "{kind}: {trained:?}");
+
+        let mut s2 = setup(2);
+        s2.rc.model.kind = kind;
+        resume_continues_exactly(s2, &format!("resume-{kind}"));
+    }
 }
 
 #[test]

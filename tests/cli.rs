@@ -197,7 +197,7 @@ fn train_eval_sample_on_digits() {
 fn help_lists_the_possible_values_of_the_choice_flags() {
     let help = ok(&["train", "--help"]);
     for values in [
-        "[possible values: vae, m1, m2, m1m2, gmvae, shot, sparse, aae, classifier]",
+        "[possible values: vae, m1, m2, m1m2, gmvae, shot, sparse, aae, adgm, sdgm, classifier]",
         "[possible values: mlp, conv]",
     ] {
         assert!(help.contains(values), "{values} not in:\n{help}");
@@ -219,7 +219,7 @@ fn impossible_flags_fail_clearly() {
     let dd = data_dir();
     let dir = temp_dir("flags");
     let d = dir.to_str().unwrap();
-    let cases: [(&[&str], &str); 18] = [
+    let cases: [(&[&str], &str); 20] = [
         (&["--labels", "15"], "multiple of the number of classes"),
         (&["--labels", "5000"], "class"),
         (&["--epochs", "0"], "--epochs: must be at least 1"),
@@ -231,7 +231,7 @@ fn impossible_flags_fail_clearly() {
         (&["--device", "tpu"], "expected auto, cpu, cuda or cuda:N"),
         (
             &["--model", "m3"],
-            "invalid value 'm3' for '--model <MODEL>'\n  [possible values: vae, m1, m2, m1m2, gmvae, shot, sparse, aae, classifier]",
+            "invalid value 'm3' for '--model <MODEL>'\n  [possible values: vae, m1, m2, m1m2, gmvae, shot, sparse, aae, adgm, sdgm, classifier]",
         ),
         (
             &["--arch", "rnn"],
@@ -266,6 +266,14 @@ fn impossible_flags_fail_clearly() {
         (
             &["--labelled-bound-weight=inf"],
             "invalid value 'inf' for '--labelled-bound-weight <W>': must be a finite number ≥ 0, not inf",
+        ),
+        (
+            &["--a-samples", "5"],
+            "--a-samples: applies to adgm and sdgm only, not to m2",
+        ),
+        (
+            &["--model", "sdgm", "--a-samples", "0"],
+            "--a-samples: must be at least 1",
         ),
         (
             &["--augment-shift", "8"],

@@ -30,6 +30,7 @@ fn spec(kind: ModelKind, n_train: usize) -> ModelSpec {
         align: false,
         drop_inactive_z1: false,
         labelled_bound_weight: None,
+        a_samples: None,
     }
 }
 

@@ -79,6 +79,10 @@ fn every_generative_model_samples_and_reconstructs() {
         ("gmvae", "0"),
         ("m1m2", "50"),
         ("shot", "50"),
+        ("adgm", "50"),
+        ("sdgm", "50"),
+        ("sparse", "50"),
+        ("aae", "50"),
     ] {
         let dir = temp_dir(&format!("sample-{model}"));
         tiny_run(model, &dir, labels);

@@ -87,7 +87,7 @@ pub fn sample_cmd(args: SampleArgs) -> Result<()> {
         return Err(Error::invalid(
             "sample",
             format!(
-                "{} has no generative model to draw from; sample needs a vae, m1, m2, m1m2, gmvae or shot run",
+                "{} has no generative model to draw from; sample needs a vae, m1, m2, m1m2, gmvae, shot, adgm or sdgm run",
                 rc.model.kind
             ),
         ));

@@ -121,6 +121,10 @@ pub struct TrainArgs {
     /// as much as the unlabelled one]
     #[arg(long, value_name = "W", value_parser = loss_weight, allow_negative_numbers = true)]
     labelled_bound_weight: Option<f32>,
+    /// adgm, sdgm: draws of the auxiliary a ~ q(a|x) per training example, the bound and the
+    /// cross-entropy averaged over them (the reference code uses 5) [default: 1]
+    #[arg(long, value_name = "S")]
+    a_samples: Option<usize>,
     /// M2: compose the ELBO from primitives instead of the fused VAE ops (same maths and
     /// random draws; for comparison and benchmarking)
     #[arg(long)]
@@ -217,6 +221,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode
         align,
         drop_inactive_z1,
         labelled_bound_weight,
+        a_samples,
         unfused,
         augment_shift,
         binarize,
@@ -273,6 +278,9 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode
     positive("--hidden", hidden)?;
     let z_dim = z_dim.unwrap_or(models::arch::default_z_dim(arch));
     positive("--z-dim", z_dim)?;
+    if let Some(s) = a_samples {
+        positive("--a-samples", s)?;
+    }
     if let Some(s) = steps_per_epoch {
         positive("--steps-per-epoch", s)?;
     }
@@ -315,7 +323,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode
     let spec = ModelSpec {
         hidden,
         z_dim,
-        // None: each model's own default (0.1·N/N_labelled for M2, M1+M2, GMVAE).
+        // None: each model's own default (0.1·N/N_labelled for M2, M1+M2, GMVAE, ADGM, SDGM).
         alpha,
         fused: !unfused,
         freeze_m1_after,
@@ -323,6 +331,7 @@ pub fn train_cmd(args: TrainArgs, matches: &clap::ArgMatches) -> Result<ExitCode
         drop_inactive_z1,
         // m1m2: the paper's weighting unless told.
         labelled_bound_weight: labelled_bound_weight.or(defaults.labelled_bound_weight),
+        a_samples,
         ..defaults
     };
     let model = models::build(&spec, &mut rng, device)?;

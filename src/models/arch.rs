@@ -424,6 +424,20 @@ pub(crate) mod util {
         Tensor::one_hot(&ys, k, logits.device())
     }
 
+    /// Every example of a batch of `n` paired with each of the `k` classes: the labels
+    /// (row b·k + j is class j) and their one-hot rows [n·k, k], the y of a bound that sums y out
+    /// exactly (inputs repeated with `repeat_interleave(k)` line up with them).
+    pub fn enumerate_classes(n: usize, k: usize, device: Device) -> Result<(Vec<u32>, Tensor)> {
+        let classes: Vec<u32> = (0..n).flat_map(|_| 0..k as u32).collect();
+        let y = Tensor::one_hot(&classes, k, device)?;
+        Ok((classes, y))
+    }
+
+    /// log p(y) = −log K for every class, as a \[K\] tensor (the fused ELBO's `log_prior`).
+    pub fn uniform_log_prior(k: usize, device: Device) -> Result<Tensor> {
+        Tensor::full(-(k as f32).ln(), [k], device)
+    }
+
     /// A [n, k] tensor of zeros: the "no opinion" logits of a model without a classifier.
     pub fn zero_logits(n: usize, k: usize, device: Device) -> Result<Tensor> {
         Tensor::zeros([n, k], device)

@@ -226,8 +226,7 @@ impl M2 {
 
     /// log p(y) = −log K for every class, as a \[K\] tensor (the fused ELBO's `log_prior`).
     fn log_prior(&self) -> Result<Tensor> {
-        let k = self.cfg.classes;
-        Tensor::full(-(k as f32).ln(), [k], self.device)
+        util::uniform_log_prior(self.cfg.classes, self.device)
     }
 
     /// The fused path's sample: z ~ q(z|x,y) with its KL (one fused op) and the decoder logits.
@@ -288,8 +287,7 @@ impl M2 {
         let k = self.cfg.classes;
         let n = x.dim("m2", 0)?;
         let hx = hx.repeat_interleave(k)?;
-        let classes: Vec<u32> = (0..n).flat_map(|_| 0..k as u32).collect();
-        let y = Tensor::one_hot(&classes, k, self.device)?;
+        let (classes, y) = util::enumerate_classes(n, k, self.device)?;
         if self.cfg.fused {
             // One pass over the n·K decoded rows: no repeated x, no [n·K, D] loss intermediates.
             let (dec_logits, kl) = self.sample_decode(&hx, &y, rng)?;
@@ -348,38 +346,35 @@ impl Model for M2 {
     }
 
     fn loss(&self, batch: &Batch, ctx: &mut StepContext) -> Result<Terms> {
-        let mut total: Option<Tensor> = None;
-        let mut parts = Vec::new();
-        let mut add = |t: Tensor| -> Result<()> {
-            total = Some(match total.take() {
-                Some(s) => s.add(&t)?,
-                None => t,
-            });
-            Ok(())
+        let labelled = match &batch.x_lab {
+            Some(xl) => {
+                let y = Tensor::one_hot(&batch.y_lab, self.cfg.classes, self.device)?;
+                let (logits, hx) = self.encode(xl)?;
+                let l = self
+                    .labelled_bound(xl, &hx, &y, &batch.y_lab, ctx.rng)?
+                    .mean_all()?;
+                let ce = logits.cross_entropy_labels(&batch.y_lab)?.mean_all()?;
+                Some((l, ce))
+            }
+            None => None,
         };
-        if let Some(xl) = &batch.x_lab {
-            let y = Tensor::one_hot(&batch.y_lab, self.cfg.classes, self.device)?;
-            let (logits, hx) = self.encode(xl)?;
-            let l = self
-                .labelled_bound(xl, &hx, &y, &batch.y_lab, ctx.rng)?
-                .mean_all()?;
-            let ce = logits.cross_entropy_labels(&batch.y_lab)?.mean_all()?;
-            add(l
-                .mul_scalar(self.cfg.labelled_weight)?
-                .add(&ce.mul_scalar(self.cfg.alpha)?)?)?;
-            parts.push(("labelled", l));
-            parts.push(("ce", ce));
-        }
-        if let Some(xu) = &batch.x_unlab {
-            let (logits, hx) = self.encode(xu)?;
-            let u = self
-                .unlabelled_bound(xu, &logits, &hx, ctx.rng)?
-                .mean_all()?;
-            add(u.clone())?;
-            parts.push(("unlabelled", u));
-        }
-        let loss = total.ok_or_else(|| Error::invalid("m2", "empty batch"))?;
-        Ok(Terms { loss, parts })
+        let unlabelled = match &batch.x_unlab {
+            Some(xu) => {
+                let (logits, hx) = self.encode(xu)?;
+                Some(
+                    self.unlabelled_bound(xu, &logits, &hx, ctx.rng)?
+                        .mean_all()?,
+                )
+            }
+            None => None,
+        };
+        Terms::semi_supervised(
+            "m2",
+            labelled,
+            unlabelled,
+            self.cfg.labelled_weight,
+            self.cfg.alpha,
+        )
     }
 
     fn classify(&self, x: &Tensor) -> Result<Tensor> {
@@ -469,8 +464,7 @@ impl M2 {
         }
         let per = k * classes;
         let hx = self.enc_x.forward(x)?.repeat_interleave(per)?;
-        let ys: Vec<u32> = (0..n * k).flat_map(|_| 0..classes as u32).collect();
-        let y = Tensor::one_hot(&ys, classes, self.device)?;
+        let (_, y) = util::enumerate_classes(n * k, classes, self.device)?;
         let (mu, lv) = self.encode_z(&hx, &y)?;
         let eps = Tensor::randn(
             mu.shape().clone(),

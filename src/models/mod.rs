@@ -2,6 +2,7 @@
 //! training loop only sees the [`Model`] trait, never which model it runs.
 
 pub mod aae;
+pub mod adgm;
 pub mod arch;
 pub mod class_style;
 pub mod classifier;
@@ -15,6 +16,7 @@ pub mod sparse;
 pub mod vae;
 
 pub use aae::{Aae, AaeConfig, AAE_ADVERSARIAL_WEIGHT};
+pub use adgm::{Adgm, AdgmConfig, Auxiliary};
 pub use class_style::ClassStyleSizes;
 pub use classifier::Classifier;
 pub use describe::{describe, Description};
@@ -45,12 +47,14 @@ pub enum ModelKind {
     Shot,
     Sparse,
     Aae,
+    Adgm,
+    Sdgm,
     Classifier,
 }
 
 impl ModelKind {
     /// Every kind, in the order the help lists them.
-    pub const ALL: [ModelKind; 9] = [
+    pub const ALL: [ModelKind; 11] = [
         ModelKind::Vae,
         ModelKind::M1,
         ModelKind::M2,
@@ -59,6 +63,8 @@ impl ModelKind {
         ModelKind::Shot,
         ModelKind::Sparse,
         ModelKind::Aae,
+        ModelKind::Adgm,
+        ModelKind::Sdgm,
         ModelKind::Classifier,
     ];
     /// The command-line name.
@@ -72,6 +78,8 @@ impl ModelKind {
             ModelKind::Shot => "shot",
             ModelKind::Sparse => "sparse",
             ModelKind::Aae => "aae",
+            ModelKind::Adgm => "adgm",
+            ModelKind::Sdgm => "sdgm",
             ModelKind::Classifier => "classifier",
         }
     }
@@ -143,7 +151,8 @@ pub struct ModelSpec {
     pub classes: usize,
     pub hidden: usize,
     pub z_dim: usize,
-    /// Labelled cross-entropy weight; None = the model's default (0.1·N/N_labelled for M2;
+    /// Labelled cross-entropy weight; None = the model's default (0.1·N/N_labelled for M2,
+    /// adgm and sdgm;
     /// the value used is [`ModelSpec::effective_alpha`], which checkpoints record).
     pub alpha: Option<f32>,
     pub n_train: usize,
@@ -167,6 +176,10 @@ pub struct ModelSpec {
     /// N_labelled/N_unlabelled for m1m2 unless told).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labelled_bound_weight: Option<f32>,
+    /// adgm and sdgm: draws of a ~ q(a|x) per training example ([`AdgmConfig::a_samples`]);
+    /// `None` = 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a_samples: Option<usize>,
 }
 
 /// The hidden width of the MLP layers when none is chosen (`ssvae train --hidden`).
@@ -197,13 +210,14 @@ impl ModelSpec {
             // means 1, the weighting before the option existed).
             labelled_bound_weight: (kind == ModelKind::M1M2)
                 .then(|| split.labelled.len() as f32 / split.unlabelled.len().max(1) as f32),
+            a_samples: None,
         }
     }
 
     /// The weight of the labelled cross-entropy the model trains with: `alpha` when given, else
-    /// the model's default (0.1·N/N_labelled for m2, m1m2, gmvae, sparse and aae, 1 for m1
-    /// and shot); `None` for the models without that term (vae, classifier, and gmvae, sparse
-    /// and aae without labels).
+    /// the model's default (0.1·N/N_labelled for m2, m1m2, gmvae, sparse, aae, adgm and
+    /// sdgm, 1 for m1 and shot); `None` for the models without that term (vae, classifier, and
+    /// gmvae, sparse and aae without labels).
     pub fn effective_alpha(&self) -> Option<f32> {
         let given_or = |default: f32| Some(self.alpha.unwrap_or(default));
         let per_label = 0.1 * self.n_train as f32 / self.n_labelled.max(1) as f32;
@@ -218,7 +232,9 @@ impl ModelSpec {
             | ModelKind::M1M2
             | ModelKind::Gmvae
             | ModelKind::Sparse
-            | ModelKind::Aae => given_or(per_label),
+            | ModelKind::Aae
+            | ModelKind::Adgm
+            | ModelKind::Sdgm => given_or(per_label),
         }
     }
 
@@ -246,9 +262,9 @@ impl ModelSpec {
 
     /// Refuses an option set for a model it does not apply to (`--freeze-m1-after` and
     /// `--drop-inactive-z1` are m1m2's, `--align` shot's, `--labelled-bound-weight` m2's and
-    /// m1m2's), naming the flag.
+    /// m1m2's, `--a-samples` adgm's and sdgm's), naming the flag.
     fn check_model_options(&self) -> Result<()> {
-        use ModelKind::{Shot, M1M2, M2};
+        use ModelKind::{Adgm, Sdgm, Shot, M1M2, M2};
         for (set, flag, kinds) in [
             (
                 self.freeze_m1_after.is_some(),
@@ -262,6 +278,7 @@ impl ModelSpec {
                 "--labelled-bound-weight",
                 &[M2, M1M2],
             ),
+            (self.a_samples.is_some(), "--a-samples", &[Adgm, Sdgm]),
         ] {
             if set && !kinds.contains(&self.kind) {
                 let names: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
@@ -326,11 +343,13 @@ pub const M1M2_ACTIVATION: Activation = Activation::Softplus;
 /// - The conv architecture needs height and width that are multiples of 4 (MNIST, CIFAR-10 and
 ///   the 8×8 digits all qualify); other inputs are refused with an error.
 /// - `alpha` (None = the model's default): the labelled cross-entropy weight of m2, m1m2,
-///   gmvae, sparse and aae (default 0.1·N/N_labelled), of shot's labelled mixup cross-entropy (default 1), and
+///   gmvae, sparse, aae, adgm and sdgm (default 0.1·N/N_labelled), of shot's labelled mixup
+///   cross-entropy (default 1), and
 ///   of m1's classifier (default 1; under Adam it hardly matters, the classifier being trained
 ///   on detached features). vae and classifier ignore it.
 /// - gmvae is unsupervised when `n_labelled` is 0 and adds the labelled cross-entropy otherwise.
-/// - `fused` is not used by these models yet.
+/// - `fused` selects the fused ELBO ops of m2, adgm and sdgm; the other models ignore it.
+/// - adgm and sdgm use an auxiliary latent a of size `z_dim`.
 ///
 /// The weights are counted against this machine's memory as they are created (with their
 /// gradients and Adam's moments; see [`crate::memory`]): a model too large to train is an
@@ -470,6 +489,25 @@ fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
             rng,
             device,
         )?),
+        (ModelKind::Adgm | ModelKind::Sdgm, arch) => Box::new(Adgm::new(
+            AdgmConfig {
+                variant: match spec.kind {
+                    ModelKind::Adgm => Auxiliary::Adgm,
+                    _ => Auxiliary::Sdgm,
+                },
+                arch,
+                input: spec.input,
+                classes: spec.classes,
+                hidden: width,
+                z_dim: spec.z_dim,
+                a_dim: spec.z_dim,
+                a_samples: spec.a_samples.unwrap_or(1),
+                alpha,
+                fused: spec.fused,
+            },
+            rng,
+            device,
+        )?),
         (ModelKind::Classifier, arch) => Box::new(Classifier::new(
             arch,
             spec.input,
@@ -529,6 +567,38 @@ fn has_rows(t: &Tensor) -> bool {
 pub struct Terms {
     pub loss: Tensor,
     pub parts: Vec<(&'static str, Tensor)>,
+}
+
+impl Terms {
+    /// The semi-supervised objective of m2 and the auxiliary models (adgm, sdgm):
+    /// J = w·mean_lab L + α·mean_lab CE + mean_unlab U, from `labelled` = (mean L, mean CE) of
+    /// the labelled batch and `unlabelled` = mean U of the unlabelled one, each when the batch
+    /// has it. Reported as "labelled", "ce", "unlabelled"; `model` names an empty batch's error.
+    pub fn semi_supervised(
+        model: &'static str,
+        labelled: Option<(Tensor, Tensor)>,
+        unlabelled: Option<Tensor>,
+        labelled_weight: f32,
+        alpha: f32,
+    ) -> Result<Terms> {
+        let mut parts = Vec::new();
+        let mut terms = Vec::new();
+        if let Some((l, ce)) = labelled {
+            terms.push(l.mul_scalar(labelled_weight)?.add(&ce.mul_scalar(alpha)?)?);
+            parts.push(("labelled", l));
+            parts.push(("ce", ce));
+        }
+        if let Some(u) = unlabelled {
+            terms.push(u.clone());
+            parts.push(("unlabelled", u));
+        }
+        let mut terms = terms.into_iter();
+        let first = terms
+            .next()
+            .ok_or_else(|| Error::invalid(model, "empty batch"))?;
+        let loss = terms.try_fold(first, |s, t| s.add(&t))?;
+        Ok(Terms { loss, parts })
+    }
 }
 
 /// Where a step sits in training, for schedules (temperatures, warm-ups) and random draws.
