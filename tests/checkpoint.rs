@@ -377,6 +377,7 @@ fn a_run_stopped_mid_epoch_resumes_exactly_for_every_kind_of_schedule() {
         (ModelKind::Gmvae, "gmvae"),
         (ModelKind::Sparse, "sparse"),
         (ModelKind::Aae, "aae"),
+        (ModelKind::Ladder, "ladder"),
     ] {
         let mut s = setup(2);
         s.rc.model.kind = kind;

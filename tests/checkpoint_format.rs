@@ -247,6 +247,7 @@ fn every_kind_describes_its_likelihood_activation_and_alpha() {
         (ModelKind::Shot, Some(1.0), Some("bernoulli"), None),
         (ModelKind::Sparse, Some(per_label), Some("bernoulli"), None),
         (ModelKind::Aae, Some(per_label), Some("bernoulli"), None),
+        (ModelKind::Ladder, Some(per_label), Some("bernoulli"), None),
         (ModelKind::Adgm, Some(per_label), Some("bernoulli"), None),
         (ModelKind::Sdgm, Some(per_label), Some("bernoulli"), None),
         (ModelKind::Classifier, None, None, None),

@@ -197,7 +197,7 @@ fn train_eval_sample_on_digits() {
 fn help_lists_the_possible_values_of_the_choice_flags() {
     let help = ok(&["train", "--help"]);
     for values in [
-        "[possible values: vae, m1, m2, m1m2, gmvae, shot, sparse, aae, adgm, sdgm, classifier]",
+        "[possible values: vae, m1, m2, m1m2, gmvae, shot, sparse, aae, ladder, adgm, sdgm, classifier]",
         "[possible values: mlp, conv]",
     ] {
         assert!(help.contains(values), "{values} not in:\n{help}");
@@ -231,7 +231,7 @@ fn impossible_flags_fail_clearly() {
         (&["--device", "tpu"], "expected auto, cpu, cuda or cuda:N"),
         (
             &["--model", "m3"],
-            "invalid value 'm3' for '--model <MODEL>'\n  [possible values: vae, m1, m2, m1m2, gmvae, shot, sparse, aae, adgm, sdgm, classifier]",
+            "invalid value 'm3' for '--model <MODEL>'\n  [possible values: vae, m1, m2, m1m2, gmvae, shot, sparse, aae, ladder, adgm, sdgm, classifier]",
         ),
         (
             &["--arch", "rnn"],

@@ -1,6 +1,6 @@
 //! `ssvae train --device cuda` on digits against the same run on the CPU (M2, and the
-//! sparse-label VAE and the adversarial autoencoder, models built from the op interface
-//! alone): per-epoch losses and
+//! sparse-label VAE, the adversarial autoencoder and the Ladder VAE, models built from the
+//! op interface alone): per-epoch losses and
 //! test metrics within the parity bounds (1e-4 relative: the CUDA reductions sum in another
 //! order). On a machine without a GPU this runs every kernel of a real training run on the PTX
 //! interpreter (ptxemu, installed by scripts/test.sh as the stand-in libcuda).
@@ -46,6 +46,12 @@ fn sparse_vae_training_on_cuda_matches_the_cpu() {
 #[test]
 fn aae_training_on_cuda_matches_the_cpu() {
     cuda_run_matches_the_cpu("aae", 2);
+}
+
+/// The Ladder VAE: precision-weighted posteriors and Gaussian KLs composed from the op set.
+#[test]
+fn ladder_training_on_cuda_matches_the_cpu() {
+    cuda_run_matches_the_cpu("ladder", 2);
 }
 
 /// `ssvae train --model MODEL` for `epochs` epochs on the CPU and on CUDA: every metrics.csv

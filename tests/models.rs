@@ -341,6 +341,16 @@ fn aae_adversarial_terms_train_only_their_own_side() {
 }
 
 #[test]
+fn ladder_beats_chance_on_digits() {
+    // ≈ 19% error.
+    let err = final_error(
+        &spec(ModelKind::Ladder, 64, 16, 100),
+        &config(4, 44, 32, 3e-3),
+    );
+    assert!(err <= 0.5, "ladder test error {err}");
+}
+
+#[test]
 fn shot_with_distribution_alignment_beats_chance_and_keeps_its_marginal() {
     let mut s = spec(ModelKind::Shot, 64, 16, 100);
     s.align = true;

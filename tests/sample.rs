@@ -83,6 +83,7 @@ fn every_generative_model_samples_and_reconstructs() {
         ("sdgm", "50"),
         ("sparse", "50"),
         ("aae", "50"),
+        ("ladder", "50"),
     ] {
         let dir = temp_dir(&format!("sample-{model}"));
         tiny_run(model, &dir, labels);

@@ -177,24 +177,15 @@ impl Model for Aae {
         let (disc_z, gen_z) = self.disc_z.losses(&z_prior, &z)?;
         let (disc_y, gen_y) = self.disc_y.losses(&y_prior, &qy)?;
         let adversarial = disc_z.add(&gen_z)?.add(&disc_y)?.add(&gen_y)?;
-        let mut loss = rec.add(&adversarial.mul_scalar(self.cfg.adversarial_weight)?)?;
-        let mut parts = vec![
+        let loss = rec.add(&adversarial.mul_scalar(self.cfg.adversarial_weight)?)?;
+        let parts = vec![
             ("rec", rec),
             ("disc_z", disc_z),
             ("gen_z", gen_z),
             ("disc_y", disc_y),
             ("gen_y", gen_y),
         ];
-        if n_lab > 0 {
-            let ce = p
-                .logits
-                .narrow(0, 0, n_lab)?
-                .cross_entropy_labels(&batch.y_lab)?
-                .mean_all()?;
-            loss = loss.add(&ce.mul_scalar(self.cfg.alpha)?)?;
-            parts.push(("ce", ce));
-        }
-        Ok(Terms { loss, parts })
+        Terms { loss, parts }.plus_labelled_ce(&p.logits, n_lab, &batch.y_lab, self.cfg.alpha)
     }
 
     fn classify(&self, x: &Tensor) -> Result<Tensor> {

@@ -8,6 +8,7 @@ pub mod class_style;
 pub mod classifier;
 pub mod describe;
 pub mod gmvae;
+pub mod ladder;
 pub mod m1;
 pub mod m1m2;
 pub mod m2;
@@ -21,6 +22,7 @@ pub use class_style::ClassStyleSizes;
 pub use classifier::Classifier;
 pub use describe::{describe, Description};
 pub use gmvae::{Gmvae, GmvaeConfig};
+pub use ladder::{Ladder, LadderConfig};
 pub use m1::M1;
 pub use m1m2::{M1M2Config, M1M2};
 pub use m2::{M2Config, M2};
@@ -47,6 +49,7 @@ pub enum ModelKind {
     Shot,
     Sparse,
     Aae,
+    Ladder,
     Adgm,
     Sdgm,
     Classifier,
@@ -54,7 +57,7 @@ pub enum ModelKind {
 
 impl ModelKind {
     /// Every kind, in the order the help lists them.
-    pub const ALL: [ModelKind; 11] = [
+    pub const ALL: [ModelKind; 12] = [
         ModelKind::Vae,
         ModelKind::M1,
         ModelKind::M2,
@@ -63,6 +66,7 @@ impl ModelKind {
         ModelKind::Shot,
         ModelKind::Sparse,
         ModelKind::Aae,
+        ModelKind::Ladder,
         ModelKind::Adgm,
         ModelKind::Sdgm,
         ModelKind::Classifier,
@@ -78,6 +82,7 @@ impl ModelKind {
             ModelKind::Shot => "shot",
             ModelKind::Sparse => "sparse",
             ModelKind::Aae => "aae",
+            ModelKind::Ladder => "ladder",
             ModelKind::Adgm => "adgm",
             ModelKind::Sdgm => "sdgm",
             ModelKind::Classifier => "classifier",
@@ -215,15 +220,19 @@ impl ModelSpec {
     }
 
     /// The weight of the labelled cross-entropy the model trains with: `alpha` when given, else
-    /// the model's default (0.1·N/N_labelled for m2, m1m2, gmvae, sparse, aae, adgm and
-    /// sdgm, 1 for m1 and shot); `None` for the models without that term (vae, classifier, and
-    /// gmvae, sparse and aae without labels).
+    /// the model's default (0.1·N/N_labelled for m2, m1m2, gmvae, sparse, aae, ladder, adgm
+    /// and sdgm, 1 for m1 and shot); `None` for the models without that term (vae, classifier,
+    /// and gmvae, sparse, aae and ladder without labels).
     pub fn effective_alpha(&self) -> Option<f32> {
         let given_or = |default: f32| Some(self.alpha.unwrap_or(default));
         let per_label = 0.1 * self.n_train as f32 / self.n_labelled.max(1) as f32;
         match self.kind {
             ModelKind::Vae | ModelKind::Classifier => None,
-            ModelKind::Gmvae | ModelKind::Sparse | ModelKind::Aae if self.n_labelled == 0 => None,
+            ModelKind::Gmvae | ModelKind::Sparse | ModelKind::Aae | ModelKind::Ladder
+                if self.n_labelled == 0 =>
+            {
+                None
+            }
             ModelKind::M1 => given_or(1.0),
             ModelKind::Shot => {
                 given_or(ShotConfig::default_for(self.arch, self.input, self.classes, 0, 0).alpha)
@@ -233,6 +242,7 @@ impl ModelSpec {
             | ModelKind::Gmvae
             | ModelKind::Sparse
             | ModelKind::Aae
+            | ModelKind::Ladder
             | ModelKind::Adgm
             | ModelKind::Sdgm => given_or(per_label),
         }
@@ -343,7 +353,7 @@ pub const M1M2_ACTIVATION: Activation = Activation::Softplus;
 /// - The conv architecture needs height and width that are multiples of 4 (MNIST, CIFAR-10 and
 ///   the 8×8 digits all qualify); other inputs are refused with an error.
 /// - `alpha` (None = the model's default): the labelled cross-entropy weight of m2, m1m2,
-///   gmvae, sparse, aae, adgm and sdgm (default 0.1·N/N_labelled), of shot's labelled mixup
+///   gmvae, sparse, aae, ladder, adgm and sdgm (default 0.1·N/N_labelled), of shot's labelled mixup
 ///   cross-entropy (default 1), and
 ///   of m1's classifier (default 1; under Adam it hardly matters, the classifier being trained
 ///   on detached features). vae and classifier ignore it.
@@ -489,6 +499,18 @@ fn construct(spec: &ModelSpec, rng: &mut Rng, device: Device) -> Result<Box<dyn 
             rng,
             device,
         )?),
+        (ModelKind::Ladder, arch) => Box::new(Ladder::new(
+            LadderConfig {
+                arch,
+                input: spec.input,
+                classes: spec.classes,
+                hidden: width,
+                z_dim: spec.z_dim,
+                alpha,
+            },
+            rng,
+            device,
+        )?),
         (ModelKind::Adgm | ModelKind::Sdgm, arch) => Box::new(Adgm::new(
             AdgmConfig {
                 variant: match spec.kind {
@@ -598,6 +620,28 @@ impl Terms {
             .ok_or_else(|| Error::invalid(model, "empty batch"))?;
         let loss = terms.try_fold(first, |s, t| s.add(&t))?;
         Ok(Terms { loss, parts })
+    }
+
+    /// These terms plus α·mean CE(logits of the first `n_lab` rows, `labels`), reported as
+    /// "ce": the labelled term of the models that bound every row alike and classify the
+    /// labelled ones first ([`Batch::labelled_then_unlabelled`]: sparse, aae, ladder). No term
+    /// when `n_lab` is 0.
+    pub fn plus_labelled_ce(
+        mut self,
+        logits: &Tensor,
+        n_lab: usize,
+        labels: &[u32],
+        alpha: f32,
+    ) -> Result<Terms> {
+        if n_lab > 0 {
+            let ce = logits
+                .narrow(0, 0, n_lab)?
+                .cross_entropy_labels(labels)?
+                .mean_all()?;
+            self.loss = self.loss.add(&ce.mul_scalar(alpha)?)?;
+            self.parts.push(("ce", ce));
+        }
+        Ok(self)
     }
 }
 

@@ -98,18 +98,9 @@ impl Model for Sparse {
         let (x, n_lab) = batch.labelled_then_unlabelled("sparse")?;
         let p = self.pass(&x, ctx.rng)?;
         let (rec, kl) = (p.rec.mean_all()?, p.kl.mean_all()?);
-        let mut loss = rec.add(&kl)?;
-        let mut parts = vec![("rec", rec), ("kl", kl)];
-        if n_lab > 0 {
-            let ce = p
-                .logits
-                .narrow(0, 0, n_lab)?
-                .cross_entropy_labels(&batch.y_lab)?
-                .mean_all()?;
-            loss = loss.add(&ce.mul_scalar(self.cfg.alpha)?)?;
-            parts.push(("ce", ce));
-        }
-        Ok(Terms { loss, parts })
+        let loss = rec.add(&kl)?;
+        let parts = vec![("rec", rec), ("kl", kl)];
+        Terms { loss, parts }.plus_labelled_ce(&p.logits, n_lab, &batch.y_lab, self.cfg.alpha)
     }
 
     fn classify(&self, x: &Tensor) -> Result<Tensor> {
