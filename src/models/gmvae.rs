@@ -252,8 +252,7 @@ impl Model for Gmvae {
         let k = self.cfg.classes;
         let n = x.dim("gmvae", 0)?;
         let (h, logits) = self.infer_y(x)?;
-        let classes: Vec<u32> = (0..n).flat_map(|_| 0..k as u32).collect();
-        let y = Tensor::one_hot(&classes, k, self.device)?;
+        let (_, y) = util::enumerate_classes(n, k, self.device)?;
         let (rec, gauss) =
             self.bound_rows(&x.repeat_interleave(k)?, &h.repeat_interleave(k)?, &y, rng)?;
         let per_class = rec.add(&gauss)?.reshape([n, k])?;

@@ -262,8 +262,7 @@ impl GaussianM2 {
         let k = self.classes;
         let n = f.dim("m1m2", 0)?;
         let hf = self.encode_f(f, mask)?.repeat_interleave(k)?;
-        let classes: Vec<u32> = (0..n).flat_map(|_| 0..k as u32).collect();
-        let y = Tensor::one_hot(&classes, k, self.device)?;
+        let (_, y) = util::enumerate_classes(n, k, self.device)?;
         let fr = f.repeat_interleave(k)?;
         let l = self
             .labelled_bound(&fr, &hf, &y, mask, rng)?

@@ -388,8 +388,7 @@ impl Model for Shot {
         let n = x.dim("shot", 0)?;
         let p = self.encode(x)?;
         let z = util::reparam(&p.mu, &p.lv, rng, self.device)?;
-        let classes: Vec<u32> = (0..n).flat_map(|_| 0..k as u32).collect();
-        let y = Tensor::one_hot(&classes, k, self.device)?;
+        let (_, y) = util::enumerate_classes(n, k, self.device)?;
         let rec = self
             .net
             .decode(&z.repeat_interleave(k)?, &y)?
