@@ -36,7 +36,7 @@
 
 use super::arch::{util, Mlp};
 use super::class_style::{ClassStyleNet, ClassStyleSizes};
-use super::{Batch, Model, Prior, StepContext, Terms};
+use super::{Batch, Model, StepContext, Terms};
 use crate::nn::{join, Activation, Init, Linear, Module, Role};
 use crate::rng::Rng;
 use crate::{Device, Error, Result, Tensor};
@@ -200,20 +200,5 @@ impl Model for Aae {
             "an adversarial autoencoder has no likelihood bound",
         ))
     }
-    fn latent_mean(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.net.encode(x)?.mu)
-    }
-    fn prior(&self) -> Prior {
-        Prior::PerClass
-    }
-    fn decode_class(&self, z: &Tensor, y: &Tensor) -> Result<Tensor> {
-        self.net.decode(z, y)
-    }
-    /// q(z|x) does not depend on y: the style is μ(x) whatever the class.
-    fn style(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
-        Ok(self.net.encode(x)?.mu)
-    }
-    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
-        self.net.reconstruct_with_predicted_class(x)
-    }
+    generative_hooks_of_class_style_net!();
 }

@@ -7,6 +7,31 @@
 //! `cls`, `dec`) are written once.
 
 use super::arch::{self, Decoder, Encoder};
+
+/// The [`Model`](super::Model) hooks of the generative side, written once for the models that
+/// hold a [`ClassStyleNet`] in a field `net` and decode its predicted class distribution with
+/// the style (sparse, aae): E[z|x] = μ(x), per-class sampling with z ~ N(0, I) decoded with a
+/// one-hot y, style μ(x) whatever the class (q(z|x) does not depend on y), reconstruction μ(x)
+/// decoded with softmax ℓ(x). Expands to `fn` items inside an `impl Model for …` block.
+macro_rules! generative_hooks_of_class_style_net {
+    () => {
+        fn latent_mean(&self, x: &Tensor) -> Result<Tensor> {
+            Ok(self.net.encode(x)?.mu)
+        }
+        fn prior(&self) -> super::Prior {
+            super::Prior::PerClass
+        }
+        fn decode_class(&self, z: &Tensor, y: &Tensor) -> Result<Tensor> {
+            self.net.decode(z, y)
+        }
+        fn style(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
+            Ok(self.net.encode(x)?.mu)
+        }
+        fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
+            self.net.reconstruct_with_predicted_class(x)
+        }
+    };
+}
 use super::Arch;
 use crate::nn::{join, Init, Linear, Module, Role};
 use crate::rng::Rng;

@@ -1,10 +1,11 @@
 //! Models: plain structs of modules with a `loss(batch)` that returns the terms to log. The
 //! training loop only sees the [`Model`] trait, never which model it runs.
 
+#[macro_use]
+pub mod class_style;
 pub mod aae;
 pub mod adgm;
 pub mod arch;
-pub mod class_style;
 pub mod classifier;
 pub mod describe;
 pub mod gmvae;

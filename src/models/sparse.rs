@@ -24,7 +24,7 @@
 
 use super::arch::util;
 use super::class_style::{ClassStyleNet, ClassStyleSizes};
-use super::{Batch, Model, Prior, StepContext, Terms};
+use super::{Batch, Model, StepContext, Terms};
 use crate::nn::{Module, Role};
 use crate::rng::Rng;
 use crate::{Device, Result, Tensor};
@@ -114,20 +114,5 @@ impl Model for Sparse {
         let p = self.pass(x, rng)?;
         Ok((p.logits, p.rec.add(&p.kl)?))
     }
-    fn latent_mean(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.net.encode(x)?.mu)
-    }
-    fn prior(&self) -> Prior {
-        Prior::PerClass
-    }
-    fn decode_class(&self, z: &Tensor, y: &Tensor) -> Result<Tensor> {
-        self.net.decode(z, y)
-    }
-    /// q(z|x) does not depend on y: the style is μ(x) whatever the class.
-    fn style(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
-        Ok(self.net.encode(x)?.mu)
-    }
-    fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
-        self.net.reconstruct_with_predicted_class(x)
-    }
+    generative_hooks_of_class_style_net!();
 }
